@@ -1,0 +1,156 @@
+"""Path -> Definition | Diagnostic; every root -> one frozen ``Registry`` snapshot.
+
+A bad file never stops discovery: it becomes an ``error`` diagnostic and the other files load.
+A definition hidden by one of higher precedence gets a ``warning``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal, TypeVar, overload
+
+from .definitions import (
+    AgentDefinition,
+    Definition,
+    DefinitionError,
+    Kind,
+    Scope,
+    SkillDefinition,
+    build_definition,
+)
+from .discovery import Candidate, Roots, candidate_files
+from .frontmatter import FrontMatterError, split_front_matter
+
+logger = logging.getLogger("agents_registry")
+
+MAX_DEFINITION_BYTES = 1_048_576
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """Why a file was rejected (``error``) or hidden by another definition (``warning``)."""
+
+    path: Path
+    reason: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A snapshot of every definition found, by name, and what went wrong on the way."""
+
+    agents: Mapping[str, AgentDefinition]
+    skills: Mapping[str, SkillDefinition]
+    diagnostics: tuple[Diagnostic, ...]
+
+    def definitions(self) -> Iterator[Definition]:
+        """Agents, then skills, each sorted by name."""
+        yield from self.agents.values()
+        yield from self.skills.values()
+
+    @overload
+    def get(self, kind: Literal["agent"], name: str) -> AgentDefinition | None: ...
+    @overload
+    def get(self, kind: Literal["skill"], name: str) -> SkillDefinition | None: ...
+    def get(self, kind: Kind, name: str) -> Definition | None:
+        table: Mapping[str, Definition] = self.agents if kind == "agent" else self.skills
+        return table.get(name)
+
+
+def load_registry(roots: Roots) -> Registry:
+    """Read every candidate file under ``roots`` into a registry; never raises for a bad file."""
+    parsed = [(c, parse_definition(c.path, c.kind, c.scope)) for c in candidate_files(roots)]
+    registry = assemble_registry(parsed)
+    _log(registry.diagnostics)
+    return registry
+
+
+def parse_definition(
+    path: Path, kind: Kind, scope: Scope, *, max_bytes: int = MAX_DEFINITION_BYTES
+) -> Definition | Diagnostic:
+    """Read one file into a definition, or say why it cannot be one."""
+    path = path.absolute()
+    raw = _read_bytes(path, max_bytes)
+    if isinstance(raw, Diagnostic):
+        return raw
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = f"byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        return Diagnostic(path, f"not valid UTF-8: {bad}")
+    try:
+        metadata, body = split_front_matter(text)
+        sha256 = hashlib.sha256(raw).hexdigest()
+        return build_definition(kind, metadata, body=body, path=path, scope=scope, sha256=sha256)
+    except (FrontMatterError, DefinitionError) as exc:
+        return Diagnostic(path, exc.reason)
+
+
+def assemble_registry(parsed: Iterable[tuple[Candidate, Definition | Diagnostic]]) -> Registry:
+    """The first definition of each kind and name wins; ``parsed`` is in precedence order."""
+    winners: dict[tuple[Kind, str], tuple[Candidate, Definition]] = {}
+    diagnostics: list[Diagnostic] = []
+    for candidate, result in parsed:
+        if isinstance(result, Diagnostic):
+            diagnostics.append(result)
+            continue
+        held = winners.setdefault((result.kind, result.name), (candidate, result))
+        if held[0] is not candidate:
+            diagnostics.append(_conflict(candidate, result, held[0]))
+    found = [definition for _, definition in winners.values()]
+    return Registry(
+        agents=_by_name(d for d in found if isinstance(d, AgentDefinition)),
+        skills=_by_name(d for d in found if isinstance(d, SkillDefinition)),
+        diagnostics=tuple(diagnostics),
+    )
+
+
+def _read_bytes(path: Path, max_bytes: int) -> bytes | Diagnostic:
+    # O_NONBLOCK: opening a FIFO named like a definition must not hang discovery.
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return Diagnostic(path, "not a regular file")
+            raw = file.read(max_bytes + 1)
+    except OSError as exc:
+        return Diagnostic(path, f"cannot read file: {exc.strerror or exc}")
+    if len(raw) > max_bytes:
+        return Diagnostic(path, f"file is larger than {max_bytes} bytes; definitions are small")
+    return raw
+
+
+def _conflict(loser: Candidate, definition: Definition, winner: Candidate) -> Diagnostic:
+    if loser.root == winner.root:
+        reason = (f"duplicate {definition.kind} name '{definition.name}', "
+                  f"also defined in {winner.path.absolute()}; ignored")
+        return Diagnostic(definition.path, reason, "error")
+    why = (f"{winner.scope} definition wins over {loser.scope}" if winner.scope != loser.scope
+           else "an earlier extra directory wins")
+    return Diagnostic(definition.path, f"overridden by {winner.path.absolute()} ({why})", "warning")
+
+
+_D = TypeVar("_D", AgentDefinition, SkillDefinition)
+
+
+def _by_name(definitions: Iterable[_D]) -> Mapping[str, _D]:
+    return MappingProxyType({d.name: d for d in sorted(definitions, key=lambda d: d.name)})
+
+
+def _log(diagnostics: Iterable[Diagnostic]) -> None:
+    for diagnostic in diagnostics:
+        if diagnostic.severity == "error":
+            logger.warning("rejected %s", diagnostic)
+        else:
+            logger.info("%s", diagnostic)
