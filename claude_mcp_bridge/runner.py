@@ -1,0 +1,282 @@
+"""run(command, limits, on_event) -> RunResult: the only owner of a ``claude`` child.
+
+The child lives for exactly one ``await run(...)``. It starts in a new session (its
+own process group), because ``claude`` starts MCP servers of its own and those must
+end with it. Whatever way ``run`` is left (normal exit, timeout, cancellation by the
+client, server shutdown, an exception in ``on_event``), the whole group is ended
+under a shield: SIGTERM, a bounded grace, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from anyio.abc import ByteReceiveStream, Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from .events import Event, NotJSON, ResultEvent, parse_line
+
+logger = logging.getLogger(__name__)
+
+OnEvent = Callable[[Event], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Command:
+    """Everything needed to start one child; built by ``command.py``."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: Path
+    stdin: bytes
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 1800.0
+    """Wall-clock limit of one run; the child's group is ended when it passes."""
+    kill_grace_s: float = 5.0
+    """Time between SIGTERM and SIGKILL."""
+    result_grace_s: float = 5.0
+    """Time a child may take to exit after its ``result`` event (some never do)."""
+    max_line_bytes: int = 64 * 1024 * 1024
+    """Longest stdout line accepted; a longer one ends the run as a protocol error."""
+    stderr_tail_bytes: int = 8192
+    """How much of the end of stderr is kept for error messages."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What happened to one child. ``result`` is None when no ``result`` event came."""
+
+    exit_code: int | None
+    result: ResultEvent | None
+    duration_s: float
+    stderr_tail: str = ""
+    stray_lines: tuple[str, ...] = ()
+    timed_out: bool = False
+    start_error: str | None = None
+    protocol_error: str | None = None
+    killed: bool = False
+
+
+@dataclass
+class _Collected:
+    result: ResultEvent | None = None
+    got_result: anyio.Event = field(default_factory=anyio.Event)
+    stdout_done: anyio.Event = field(default_factory=anyio.Event)
+    stray: list[str] = field(default_factory=list)
+    stderr: bytearray = field(default_factory=bytearray)
+    protocol_error: str | None = None
+
+
+async def run(command: Command, limits: Limits, on_event: OnEvent) -> RunResult:
+    """Start the child, stream its events to ``on_event``, and always end its group."""
+    started = anyio.current_time()
+    try:
+        process = await anyio.open_process(
+            list(command.argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=command.cwd,
+            env=dict(command.env),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        reason = f"could not start {command.argv[0]}: {exc.strerror or exc}"
+        return RunResult(None, None, anyio.current_time() - started, start_error=reason)
+
+    collected = _Collected()
+    killed = False
+    try:
+        with anyio.move_on_after(limits.timeout_s) as deadline:
+            await _supervise(process, command.stdin, limits, on_event, collected)
+    finally:
+        with anyio.CancelScope(shield=True):
+            killed = await end_process_group(process, limits.kill_grace_s)
+            await _close(process)
+    return RunResult(
+        exit_code=process.returncode,
+        result=collected.result,
+        duration_s=anyio.current_time() - started,
+        stderr_tail=collected.stderr.decode("utf-8", "replace").strip(),
+        stray_lines=tuple(collected.stray[-5:]),
+        timed_out=deadline.cancelled_caught,
+        protocol_error=collected.protocol_error,
+        killed=killed,
+    )
+
+
+async def _supervise(
+    process: Process, stdin: bytes, limits: Limits, on_event: OnEvent, collected: _Collected
+) -> None:
+    assert process.stdout is not None and process.stderr is not None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_feed_stdin, process, stdin)
+        tg.start_soon(_drain_tail, process.stderr, collected.stderr, limits.stderr_tail_bytes)
+        tg.start_soon(_read_events, process.stdout, limits.max_line_bytes, on_event, collected)
+        await _wait_for_end(process, collected, limits.result_grace_s)
+        # Output written just before exit is still in the pipe; a leaked grandchild may
+        # hold the pipe open forever, so the wait for EOF is bounded.
+        with anyio.move_on_after(1.0):
+            await collected.stdout_done.wait()
+        tg.cancel_scope.cancel()
+
+
+async def _wait_for_end(process: Process, collected: _Collected, result_grace_s: float) -> None:
+    """Return when the child exits, or ``result_grace_s`` after its result event."""
+    async with anyio.create_task_group() as tg:
+
+        async def exited() -> None:
+            await process.wait()
+            tg.cancel_scope.cancel()
+
+        async def lingered_after_result() -> None:
+            await collected.got_result.wait()
+            await anyio.sleep(result_grace_s)
+            logger.info("child %s gave its result but did not exit; ending it", process.pid)
+            tg.cancel_scope.cancel()
+
+        async def stopped_reading() -> None:
+            await collected.stdout_done.wait()
+            if collected.protocol_error:
+                tg.cancel_scope.cancel()
+
+        tg.start_soon(exited)
+        tg.start_soon(lingered_after_result)
+        tg.start_soon(stopped_reading)
+
+
+async def _feed_stdin(process: Process, data: bytes) -> None:
+    assert process.stdin is not None
+    try:
+        await process.stdin.send(data)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass  # the child exited without reading its prompt; its exit code tells why
+    finally:
+        await process.stdin.aclose()
+
+
+async def _drain_tail(stream: ByteReceiveStream, tail: bytearray, keep: int) -> None:
+    try:
+        async for chunk in stream:
+            tail.extend(chunk)
+            del tail[:-keep]
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
+
+
+async def _read_events(
+    stream: ByteReceiveStream, max_line: int, on_event: OnEvent, collected: _Collected
+) -> None:
+    buffered = BufferedByteReceiveStream(stream)
+    try:
+        while True:
+            try:
+                raw = await buffered.receive_until(b"\n", max_line)
+            except anyio.IncompleteRead:
+                raw = bytes(buffered.buffer)  # last line without a newline
+                if raw.strip():
+                    await _handle_line(raw, on_event, collected)
+                return
+            except anyio.DelimiterNotFound:
+                raw = None
+            # receive_until returns a line of any length when it arrived whole in the buffer
+            if raw is None or len(raw) > max_line:
+                collected.protocol_error = f"the CLI printed a line longer than {max_line} bytes"
+                return
+            await _handle_line(raw, on_event, collected)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        return
+    finally:
+        collected.stdout_done.set()
+
+
+async def _handle_line(raw: bytes, on_event: OnEvent, collected: _Collected) -> None:
+    line = raw.decode("utf-8", "replace").strip()
+    if not line:
+        return
+    try:
+        events = parse_line(line)
+    except NotJSON:
+        collected.stray.append(line[:500])
+        return
+    for event in events:
+        if isinstance(event, ResultEvent):
+            collected.result = event
+            collected.got_result.set()
+        await on_event(event)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process of the group runs; zombies do not count."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _has_live_member(pgid) if _PROC.is_dir() else True
+
+
+_PROC = Path("/proc")
+
+
+def _has_live_member(pgid: int) -> bool:
+    # An unreaped zombie still answers killpg(pgid, 0); where PID 1 does not reap
+    # (containers), that would stall every cleanup for the whole grace period.
+    for stat in _PROC.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+async def end_process_group(process: Process, grace_s: float) -> bool:
+    """End every process in the child's group: SIGTERM, wait ``grace_s``, SIGKILL.
+
+    Also sweeps a group whose leader already exited: MCP servers started by the
+    CLI can outlive it. Returns True when a signal had to be sent. Every wait is
+    bounded.
+    """
+    pgid = process.pid  # start_new_session=True makes the child its group's leader
+    if process.returncode is not None and not _group_alive(pgid):
+        return False
+    _signal_group(pgid, signal.SIGTERM)
+    if not await _group_gone_within(process, pgid, grace_s):
+        logger.warning("process group %s ignored SIGTERM for %.1fs; sending SIGKILL", pgid, grace_s)
+        _signal_group(pgid, signal.SIGKILL)
+        await _group_gone_within(process, pgid, grace_s)
+    return True
+
+
+async def _group_gone_within(process: Process, pgid: int, seconds: float) -> bool:
+    with anyio.move_on_after(seconds):
+        await process.wait()
+        while _group_alive(pgid):  # noqa: ASYNC110 - nothing signals a group's end; poll /proc
+            await anyio.sleep(0.02)
+        return True
+    return False
+
+
+async def _close(process: Process) -> None:
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            await stream.aclose()
