@@ -1,0 +1,271 @@
+"""The ``claude-mcp-bridge`` command: flags and environment -> Settings -> a subcommand.
+
+This is the only module that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import anyio
+import platformdirs
+
+from agents_registry import Registry, Roots, user_config_dir
+
+from .catalog import Catalog
+from .config import CONFIG_VAR, config_path, load_config
+from .errors import ConfigError
+from .mcp_config import forwarded_mcp
+from .server import create_server, load_catalog, open_bridge
+from .settings import DATA_DIR_VAR, Settings, find_claude, read_depth
+
+logger = logging.getLogger("claude_mcp_bridge")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        settings = build_settings(args, os.environ)
+    except ConfigError as exc:
+        print(f"claude-mcp-bridge: {exc}", file=sys.stderr)
+        return 2
+    handler = _COMMANDS[args.command]
+    try:
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    config_file = config_path(args.config, environ, _default_config_file())
+    config = load_config(config_file)
+    if args.timeout is not None:
+        limits = config.limits.model_copy(update={"timeout_s": args.timeout})
+        config = config.model_copy(update={"limits": limits})
+    project_dir = Path(args.project_dir).expanduser().resolve()
+    if not project_dir.is_dir():
+        raise ConfigError(f"--project-dir {args.project_dir!r} is not a directory")
+    extra = [*args.extra_root, *config.discovery.extra_roots]
+    roots = Roots(
+        user_dir=user_config_dir(environ),
+        project_dir=project_dir,
+        extra_dirs=tuple(Path(d).expanduser().resolve() for d in extra),
+    )
+    mcp = forwarded_mcp([*(Path(p) for p in args.mcp_config), *config.mcp.configs],
+                        project_dir, args.strict_mcp_config or config.mcp.strict)
+    if mcp.removed:
+        logger.info(
+            "%s/.mcp.json registers this bridge (%s): not forwarded to children, which run "
+            "with --strict-mcp-config", project_dir, ", ".join(mcp.removed))
+    return Settings(
+        roots=roots,
+        claude=find_claude(environ),
+        config=config,
+        config_file=config_file,
+        ledger_path=config.ledger.path or _data_dir(environ) / "ledger.sqlite3",
+        mcp_configs=mcp.configs,
+        strict_mcp_config=mcp.strict,
+        depth=read_depth(environ),
+        base_env=MappingProxyType(dict(environ)),
+    )
+
+
+def _default_config_file() -> Path:
+    return Path(platformdirs.user_config_dir("claude-mcp-bridge")) / "config.toml"
+
+
+def _data_dir(environ: Mapping[str, str]) -> Path:
+    override = environ.get(DATA_DIR_VAR, "").strip()
+    return Path(override).expanduser() if override else Path(
+        platformdirs.user_data_dir("claude-mcp-bridge"))
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .transports.stdio import serve_stdio
+
+    with open_bridge(settings) as bridge:
+        _log_start(settings, bridge.catalog)
+        anyio.run(serve_stdio, create_server(bridge))
+    return 0
+
+
+def _log_start(settings: Settings, catalog: Catalog) -> None:
+    registry = catalog.registry
+    rejected = [d for d in registry.diagnostics if d.severity == "error"]
+    logger.info(
+        "publishing %d tools (%d agents, %d skills); %d files rejected; claude: %s",
+        len(catalog.tools), len(registry.agents), len(registry.skills), len(rejected),
+        settings.claude.path or settings.claude.missing_message())
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    catalog = load_catalog(settings)
+    if args.json:
+        print(json.dumps(_listing(catalog), indent=2))
+    else:
+        print(_listing_text(catalog, settings.project_dir))
+    return 0
+
+
+def _listing(catalog: Catalog) -> dict[str, Any]:
+    return {
+        "tools": [
+            {
+                "name": entry.name,
+                "kind": entry.definition.kind,
+                "definition": entry.definition.name,
+                "scope": entry.definition.scope,
+                "path": str(entry.definition.path),
+                "description": entry.definition.description,
+            }
+            for entry in catalog.entries.values()
+        ],
+        "rejected": _diagnostics(catalog.registry, "error"),
+        "warnings": _diagnostics(catalog.registry, "warning"),
+    }
+
+
+def _diagnostics(registry: Registry, severity: str) -> list[dict[str, str]]:
+    return [
+        {"path": str(d.path), "reason": d.reason}
+        for d in registry.diagnostics
+        if d.severity == severity
+    ]
+
+
+def _listing_text(catalog: Catalog, project_dir: Path) -> str:
+    lines = [f"{len(catalog.tools)} tools"]
+    width = max((len(name) for name in catalog.entries), default=0)
+    for entry in catalog.entries.values():
+        definition = entry.definition
+        lines.append(f"  {entry.name:<{width}}  {definition.scope:<7}  "
+                     f"{_short(definition.path, project_dir)}")
+    for severity, title in (("error", "rejected files"), ("warning", "warnings")):
+        found = [d for d in catalog.registry.diagnostics if d.severity == severity]
+        if found:
+            lines.append(f"{len(found)} {title}")
+            lines += [f"  {_short(d.path, project_dir)}: {d.reason}" for d in found]
+    return "\n".join(lines)
+
+
+def _short(path: Path, project_dir: Path) -> str:
+    try:
+        return str(path.relative_to(project_dir))
+    except ValueError:
+        return str(path)
+
+
+def _call(args: argparse.Namespace, settings: Settings) -> int:
+    from .call import call_once
+
+    arguments: dict[str, Any] = {"prompt": args.prompt}
+    for key in ("cwd", "model", "max_turns", "max_budget_usd", "session_id"):
+        value = getattr(args, key)
+        if value is not None:
+            arguments[key] = value
+    with open_bridge(settings) as bridge:
+        return anyio.run(call_once, bridge, args.tool, arguments, args.json)
+
+
+def _usage(args: argparse.Namespace, settings: Settings) -> int:
+    from .usage import parse_since, usage_report, usage_text
+
+    since = parse_since(args.since)
+    if since is None:
+        print(f"claude-mcp-bridge: --since {args.since!r}: use a number of days or hours "
+              "such as 7d or 12h", file=sys.stderr)
+        return 2
+    with open_bridge(settings) as bridge:
+        report = usage_report(bridge.ledger, bridge.global_budget, since=since, by=args.by)
+    print(json.dumps(report, indent=2) if args.json else usage_text(report))
+    return 0
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from .doctor import run_checks
+
+    checks = run_checks(settings)
+    for check in checks:
+        print(check)
+    return 0 if all(check.ok for check in checks) else 1
+
+
+_COMMANDS = {"serve": _serve, "list": _list, "call": _call, "usage": _usage, "doctor": _doctor}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="claude-mcp-bridge",
+        description="Publish your Claude Code agents and skills as MCP tools.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common_options()
+    sub.add_parser("serve", parents=[common], help="serve the tools over MCP (stdio)",
+                   description="Serve every agent and skill as an MCP tool over stdio.")
+    listing = sub.add_parser(
+        "list", parents=[common], help="show the tools that would be published",
+        description="Show the tools that would be published and the files that were rejected.")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of text")
+    call = sub.add_parser(
+        "call", parents=[common], help="run one tool from the terminal",
+        description="Run one tool call with live progress on stderr and the answer on stdout; "
+                    "exits non-zero when the call fails.")
+    call.add_argument("tool", help="tool name, as `list` shows it (e.g. agent_reviewer)")
+    call.add_argument("prompt", help="the task for the agent")
+    call.add_argument("--cwd", help="directory the agent works in")
+    call.add_argument("--model", help="model to use instead of the definition's")
+    call.add_argument("--max-turns", type=int, help="stop after this many turns")
+    call.add_argument("--max-budget-usd", type=float, help="stop at this cost in USD")
+    call.add_argument("--session-id", help="resume this earlier session")
+    call.add_argument("--json", action="store_true", help="print the structured result as JSON")
+    usage = sub.add_parser(
+        "usage", parents=[common], help="calls, success rate, durations and cost",
+        description="Calls, success rate, p50/p95 duration and cost per tool or per day, and "
+                    "the budget left today and this month, from the ledger.")
+    usage.add_argument("--since", default="7d", help="how far back: 7d, 12h, ... (default 7d)")
+    usage.add_argument("--by", choices=["tool", "day"], default="tool", help="group rows by")
+    usage.add_argument("--json", action="store_true", help="print JSON instead of text")
+    sub.add_parser(
+        "doctor", parents=[common], help="check the installation and the config",
+        description="Check claude (found, version, flags), the config, the definition files "
+                    "and the ledger; one line per check, with what to do when one fails.")
+    return parser
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--project-dir", default=".", metavar="DIR",
+                        help="project whose .claude/agents and .claude/skills are published "
+                             "(default: the current directory)")
+    common.add_argument("--extra-root", action="append", default=[], metavar="DIR",
+                        help="another folder laid out like ~/.claude (agents/, skills/), e.g. a "
+                             "team's shared agents; repeatable")
+    common.add_argument("--mcp-config", action="append", default=[], metavar="PATH",
+                        help="MCP config file forwarded to every agent run; repeatable")
+    common.add_argument("--strict-mcp-config", action="store_true",
+                        help="agents see only the forwarded MCP servers")
+    common.add_argument("--config", metavar="PATH",
+                        help=f"TOML config file (default: ${CONFIG_VAR}, else config.toml in "
+                             "the user config dir)")
+    common.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="wall-clock limit of one call (overrides [limits] timeout_s)")
+    common.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log level; logs always go to stderr")
+    return common
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

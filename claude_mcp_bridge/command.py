@@ -1,0 +1,136 @@
+"""(definition, arguments, settings) -> Command: argv, env, cwd, stdin. Pure.
+
+The argv uses only flags the real CLI has (``../shared/reference/claude-cli.md``).
+Rules that matter:
+- The prompt goes on stdin, never in argv: the CLI's variadic options
+  (``--mcp-config``, ``--allowedTools``, ``--add-dir``) swallow a trailing
+  positional argument, and a prompt starting with ``-`` would read as a flag.
+- Options whose value comes from a definition or a caller use ``--flag=value``, so a
+  value starting with ``-`` can never be read as another flag.
+- An agent runs from its own definition, passed inline with ``--agents`` and
+  selected with ``--agent``: the child runs exactly what was published, whatever
+  other agent files of that name it might find.
+- A skill runs deterministically: its SKILL.md body is appended to the system
+  prompt and its folder is added with ``--add-dir`` (skills read files beside them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agents_registry import AgentDefinition, Definition, SkillDefinition
+
+from .policy import RunPlan
+from .runner import Command
+from .settings import DEPTH_VAR, Settings
+
+# Environment variables a parent Claude Code sets that must not leak into the child:
+# CLAUDECODE made older CLIs refuse to start ("nested session").
+_REMOVED_ENV = ("CLAUDECODE",)
+
+
+class CommandError(ValueError):
+    """The call cannot be turned into a command (a tool rule that would read as a flag)."""
+
+
+def build_command(
+    definition: Definition, plan: RunPlan, prompt: str, settings: Settings, claude: Path
+) -> Command:
+    argv = [str(claude), "-p", "--output-format", "stream-json", "--verbose"]
+    if isinstance(definition, AgentDefinition):
+        argv += _agent_flags(definition, plan)
+    else:
+        argv += _skill_flags(definition, plan)
+    argv += _tool_flags(plan.tools, plan.disallowed_tools)
+    argv += _plan_flags(plan)
+    argv += _mcp_flags(settings)
+    return Command(
+        argv=tuple(argv),
+        env=child_env(settings.base_env, settings.depth),
+        cwd=plan.cwd,
+        stdin=prompt.encode(),
+    )
+
+
+def _agent_flags(agent: AgentDefinition, plan: RunPlan) -> list[str]:
+    inline: dict[str, Any] = {
+        "description": agent.description,
+        "prompt": agent.body or agent.description,
+    }
+    if plan.tools is not None:
+        inline["tools"] = list(plan.tools)
+    if plan.disallowed_tools:
+        inline["disallowedTools"] = list(plan.disallowed_tools)
+    if plan.model:
+        inline["model"] = plan.model
+    if agent.max_turns:
+        inline["maxTurns"] = agent.max_turns
+    if agent.skills:
+        inline["skills"] = list(agent.skills)
+    if agent.effort:
+        inline["effort"] = agent.effort
+    if plan.permission_mode:
+        inline["permissionMode"] = plan.permission_mode
+    return [f"--agents={json.dumps({agent.name: inline})}", f"--agent={agent.name}"]
+
+
+def _skill_flags(skill: SkillDefinition, plan: RunPlan) -> list[str]:
+    return [f"--append-system-prompt={skill_system_prompt(skill)}",
+            "--add-dir", str(skill.directory)]
+
+
+def skill_system_prompt(skill: SkillDefinition) -> str:
+    return (
+        f'You are running the "{skill.name}" skill. Follow its instructions to do the '
+        f"user's request.\nBase directory for this skill: {skill.directory}\n\n{skill.body}"
+    )
+
+
+def _tool_flags(allowed: tuple[str, ...] | None, disallowed: tuple[str, ...] | None) -> list[str]:
+    for tool in (*(allowed or ()), *(disallowed or ())):
+        if tool.startswith("-"):
+            raise CommandError(f"tool rule {tool!r} starts with '-' and would be read as a flag")
+    flags: list[str] = []
+    if allowed:
+        flags += ["--allowedTools", *allowed]
+    if disallowed:
+        flags += ["--disallowedTools", *disallowed]
+    return flags
+
+
+def _plan_flags(plan: RunPlan) -> list[str]:
+    flags: list[str] = []
+    if plan.model and plan.model != "inherit":
+        flags.append(f"--model={plan.model}")
+    if plan.permission_mode:
+        flags.append(f"--permission-mode={plan.permission_mode}")
+    if plan.max_turns is not None:
+        flags.append(f"--max-turns={plan.max_turns}")
+    if plan.max_budget_usd is not None:
+        flags.append(f"--max-budget-usd={format_usd(plan.max_budget_usd)}")
+    if plan.session_id:
+        flags.append(f"--resume={plan.session_id}")
+    return flags
+
+
+def _mcp_flags(settings: Settings) -> list[str]:
+    flags: list[str] = []
+    if settings.mcp_configs:
+        flags += ["--mcp-config", *settings.mcp_configs]
+    if settings.strict_mcp_config:
+        flags.append("--strict-mcp-config")
+    return flags
+
+
+def child_env(base: Mapping[str, str], depth: int) -> dict[str, str]:
+    env = {key: value for key, value in base.items() if key not in _REMOVED_ENV}
+    env[DEPTH_VAR] = str(depth + 1)
+    return env
+
+
+def format_usd(amount: float) -> str:
+    """A dollar amount as plain decimal text (never ``1e-05``, which the CLI may misread)."""
+    return f"{amount:.6f}".rstrip("0").rstrip(".") or "0"

@@ -1,0 +1,172 @@
+"""The TOML config file: one pydantic model, validated once at start-up.
+
+Found at ``--config PATH``, else ``$CLAUDE_MCP_BRIDGE_CONFIG``, else ``config.toml`` in
+the platformdirs user config dir of ``claude-mcp-bridge``. No file means the
+defaults below. An unknown key or a wrong type stops the server with the file, the
+key and the reason. Every field is documented here and in the README.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+PermissionMode = Literal[
+    "acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "manual", "plan"
+]
+CONFIG_VAR = "CLAUDE_MCP_BRIDGE_CONFIG"
+
+Usd = Annotated[float, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BudgetConfig(_Section):
+    per_call_usd: Usd | None = None
+    """Cap of one call; passed to the CLI as --max-budget-usd."""
+    daily_usd: Usd | None = None
+    """Spend per UTC day (reserved at admission, settled to the real cost)."""
+    monthly_usd: Usd | None = None
+    """Spend per UTC calendar month."""
+
+
+class LimitsConfig(_Section):
+    max_concurrency: Annotated[int, Field(ge=1)] = 4
+    """Children running at once; more calls wait in the queue."""
+    max_queue: Annotated[int, Field(ge=0)] = 16
+    """Calls that may wait for a slot; beyond that a call is refused at once."""
+    timeout_s: Annotated[float, Field(gt=0)] = 1800.0
+    """Wall-clock limit of one call."""
+    kill_grace_s: Annotated[float, Field(gt=0)] = 5.0
+    """Time between SIGTERM and SIGKILL when a call is stopped."""
+    max_depth: Annotated[int, Field(ge=1)] = 3
+    """A bridge started this deep in a chain of bridges refuses calls (recursion guard)."""
+    max_turns: Annotated[int, Field(ge=1)] | None = None
+    """Upper bound of the turns of one call (the caller may ask for fewer)."""
+
+
+class PermissionsConfig(_Section):
+    mode: PermissionMode | None = None
+    """--permission-mode for every call (default: the definition's, else the CLI's)."""
+    allowed_tools: list[str] | None = None
+    """When set, calls may use only these tools (narrows a definition's tools, never widens)."""
+    disallowed_tools: list[str] = []
+    """Tools no call may use, added to each definition's own."""
+    allowed_cwd_roots: list[Path] | None = None
+    """Directories a `cwd` argument must be inside (default: the project directory)."""
+    allow_model_override: bool = True
+    """Whether a caller may pass `model`."""
+    allow_bypass_permissions: bool = False
+    """bypassPermissions is refused unless this is true."""
+
+
+class McpSection(_Section):
+    configs: list[Path] = []
+    """MCP config files forwarded to every call, after those given with --mcp-config."""
+    strict: bool = False
+    """Children see only the forwarded MCP servers (--strict-mcp-config)."""
+
+
+class LedgerConfig(_Section):
+    path: Path | None = None
+    """The SQLite file (default: ledger.sqlite3 in the user data dir)."""
+    store_prompts: bool = False
+    """Store prompts in full; by default only their length and SHA-256."""
+
+
+class DiscoveryConfig(_Section):
+    extra_roots: list[Path] = []
+    """Folders laid out like ~/.claude (agents/, skills/), after --extra-root ones."""
+
+
+class ToolLimits(_Section):
+    max_concurrency: Annotated[int, Field(ge=1)] | None = None
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    max_turns: Annotated[int, Field(ge=1)] | None = None
+
+
+class ToolPermissions(_Section):
+    mode: PermissionMode | None = None
+    allowed_tools: list[str] | None = None
+    disallowed_tools: list[str] = []
+    allowed_cwd_roots: list[Path] | None = None
+    allow_model_override: bool | None = None
+
+
+class ToolConfig(_Section):
+    """``[agents.<name>]`` or ``[skills.<name>]``: overrides for one definition."""
+
+    enabled: bool = True
+    """A disabled tool is not published at all."""
+    tags: list[str] = []
+    budget: BudgetConfig = BudgetConfig()
+    """This tool's own caps, on top of the global ones."""
+    limits: ToolLimits = ToolLimits()
+    permissions: ToolPermissions = ToolPermissions()
+
+
+class Config(_Section):
+    budget: BudgetConfig = BudgetConfig()
+    limits: LimitsConfig = LimitsConfig()
+    permissions: PermissionsConfig = PermissionsConfig()
+    mcp: McpSection = McpSection()
+    ledger: LedgerConfig = LedgerConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
+    agents: dict[str, ToolConfig] = {}
+    skills: dict[str, ToolConfig] = {}
+
+    @model_validator(mode="after")
+    def _bypass_needs_consent(self) -> Config:
+        modes = [self.permissions.mode] + [
+            tool.permissions.mode for tool in (*self.agents.values(), *self.skills.values())
+        ]
+        if "bypassPermissions" in modes and not self.permissions.allow_bypass_permissions:
+            raise ValueError(
+                "permission mode bypassPermissions needs "
+                "[permissions] allow_bypass_permissions = true"
+            )
+        return self
+
+    def tool(self, kind: Literal["agent", "skill"], name: str) -> ToolConfig:
+        table = self.agents if kind == "agent" else self.skills
+        return table.get(name, _NO_OVERRIDES)
+
+
+_NO_OVERRIDES = ToolConfig()
+
+
+def config_path(flag: str | None, environ: Mapping[str, str], default: Path) -> Path | None:
+    """The config file to read: the flag, the env var, else ``default`` if it exists."""
+    if flag:
+        return Path(flag).expanduser()
+    if environ.get(CONFIG_VAR):
+        return Path(environ[CONFIG_VAR]).expanduser()
+    return default if default.is_file() else None
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file: {exc}", path=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=path) from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        key = ".".join(str(part) for part in first["loc"]) or None
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(first["msg"] + more, path=path, key=key) from None

@@ -1,0 +1,115 @@
+"""`claude-mcp-bridge doctor`: one line per check, with what to do when one fails."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from typing import Literal
+
+from agents_registry import load_registry
+
+from .ledger import Ledger
+from .settings import CLAUDE_BIN_VAR, Settings
+
+# Every flag the bridge puts on a command line (--max-turns works but is not in --help).
+USED_FLAGS = (
+    "--print", "--output-format", "--verbose", "--agents", "--agent", "--model",
+    "--max-budget-usd", "--allowedTools", "--disallowedTools", "--mcp-config",
+    "--strict-mcp-config", "--permission-mode", "--append-system-prompt", "--add-dir", "--resume",
+)
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "fail"
+
+    def __str__(self) -> str:
+        return f"[{self.status:^4}] {self.name}: {self.detail}"
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    checks = [*_claude_checks(settings), _definitions_check(settings), _ledger_check(settings)]
+    checks.append(_config_check(settings))
+    if settings.depth >= settings.config.limits.max_depth:
+        checks.append(Check("depth", "warn", f"this bridge runs at depth {settings.depth}, at or "
+                                             "beyond max_depth: it will refuse every call"))
+    return checks
+
+
+def _claude_checks(settings: Settings) -> list[Check]:
+    path = settings.claude.path
+    if path is None:
+        return [Check("claude", "fail", settings.claude.missing_message())]
+    found = Check("claude", "ok", f"{path} (from {settings.claude.searched})")
+    version = _run([str(path), "--version"])
+    if version is None or version.returncode != 0:
+        return [found, Check("claude version", "fail",
+                             f"`{path} --version` failed; reinstall Claude Code or set "
+                             f"{CLAUDE_BIN_VAR} to a working binary")]
+    help_text = _run([str(path), "--help"])
+    return [found, Check("claude version", "ok", version.stdout.strip()),
+            _flags_check(help_text.stdout if help_text else "", settings)]
+
+
+def _flags_check(help_text: str, settings: Settings) -> Check:
+    missing = [flag for flag in USED_FLAGS if not re.search(rf"{re.escape(flag)}\b", help_text)]
+    if missing:
+        return Check("claude flags", "fail", f"this claude lacks {', '.join(missing)}; "
+                                             "update Claude Code (`claude update`)")
+    mode = settings.config.permissions.mode
+    if mode and f'"{mode}"' not in help_text:
+        return Check("claude flags", "fail",
+                     f"permission mode {mode!r} is not offered by this claude "
+                     "(see `claude --help`); change [permissions] mode")
+    return Check("claude flags", "ok", f"all {len(USED_FLAGS)} flags the bridge uses are accepted")
+
+
+def _definitions_check(settings: Settings) -> Check:
+    registry = load_registry(settings.roots)
+    rejected = [d for d in registry.diagnostics if d.severity == "error"]
+    summary = f"{len(registry.agents)} agents, {len(registry.skills)} skills"
+    if not rejected:
+        return Check("definitions", "ok", summary)
+    lines = "; ".join(str(d) for d in rejected)
+    return Check("definitions", "warn", f"{summary}; {len(rejected)} rejected: {lines}")
+
+
+def _ledger_check(settings: Settings) -> Check:
+    try:
+        ledger = Ledger.open(settings.ledger_path)
+    except Exception as exc:  # any failure to open is the answer this check gives
+        return Check("ledger", "fail", f"{settings.ledger_path}: {exc}; check the path and its "
+                                       "permissions, or set CLAUDE_MCP_BRIDGE_DATA_DIR")
+    try:
+        verdict = ledger.integrity()
+    finally:
+        ledger.close()
+    status: Status = "ok" if verdict == "ok" else "fail"
+    return Check("ledger", status, f"{settings.ledger_path} (integrity: {verdict})")
+
+
+def _config_check(settings: Settings) -> Check:
+    limits = settings.config.limits
+    budget = settings.config.budget
+    caps = ", ".join(f"{k} ${v:g}" for k, v in budget.model_dump().items() if v is not None)
+    source = settings.config_file or "no config file, defaults"
+    return Check("config", "ok",
+                 f"{source}: valid; max_concurrency {limits.max_concurrency}, "
+                 f"max_queue {limits.max_queue}, timeout {limits.timeout_s:g}s, "
+                 f"budget: {caps or 'no caps'}")
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None

@@ -1,0 +1,118 @@
+"""RunResult -> Outcome and CallToolResult: what the caller (and later the ledger) sees.
+
+A run failed when the exit code is non-zero, or the ``result`` event says
+``is_error`` (its ``subtype`` can be ``success`` even then), or no ``result``
+event came at all. Every failure becomes a tool result with ``isError`` and a
+message a person can act on; none becomes a protocol error.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Literal
+
+import mcp_types as types
+
+from .runner import RunResult
+from .schemas import CallOutput
+
+Outcome = Literal["ok", "error", "timeout", "cancelled", "refused"]
+
+_SUBTYPE_HINTS = {
+    "error_max_turns": "the agent reached its turn limit; raise max_turns or narrow the task",
+    "error_max_budget_usd": "the agent reached its budget; raise max_budget_usd or narrow the task",
+    "error_during_execution": "the run was interrupted",
+}
+
+
+@dataclass(frozen=True)
+class CallReport:
+    """A finished call: its outcome and the answer or error message."""
+
+    outcome: Outcome
+    message: str
+    output: CallOutput
+
+
+def report(tool: str, run: RunResult, timeout_s: float) -> CallReport:
+    failure = _failure(run, timeout_s)
+    outcome: Outcome = "ok" if failure is None else ("timeout" if run.timed_out else "error")
+    message = run.result.text if failure is None and run.result else f"{tool}: {failure}"
+    return CallReport(outcome, message, _output(run, message, failure is not None))
+
+
+def _failure(run: RunResult, timeout_s: float) -> str | None:
+    if run.start_error:
+        return run.start_error
+    if run.timed_out:
+        return f"timed out after {timeout_s:g}s; the agent was stopped{_partial(run)}"
+    if run.protocol_error:
+        return run.protocol_error + _stderr(run)
+    result = run.result
+    if result is None:
+        return f"the CLI ended ({_exit(run.exit_code)}) without a result{_stray(run)}{_stderr(run)}"
+    if result.is_error:
+        hint = _SUBTYPE_HINTS.get(result.subtype)
+        detail = result.text or result.subtype
+        return f"{detail}" + (f" ({hint})" if hint else "") + _stderr(run, only_if_empty=detail)
+    if run.exit_code not in (0, None) and not run.killed:
+        return f"the CLI exited with {_exit(run.exit_code)} after its result{_stderr(run)}"
+    return None
+
+
+def _output(run: RunResult, message: str, is_error: bool) -> CallOutput:
+    result = run.result
+    return CallOutput(
+        result=message,
+        is_error=is_error,
+        session_id=result.session_id if result else None,
+        cost_usd=result.total_cost_usd if result else None,
+        num_turns=result.num_turns if result else None,
+        duration_ms=result.duration_ms if result else int(run.duration_s * 1000),
+        usage=result.usage if result else {},
+        permission_denials=list(result.permission_denials) if result else [],
+    )
+
+
+def _exit(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _stderr(run: RunResult, only_if_empty: str = "") -> str:
+    if not run.stderr_tail or only_if_empty:
+        return ""
+    tail = run.stderr_tail[-1500:]
+    return f"; stderr: {tail}"
+
+
+def _stray(run: RunResult) -> str:
+    if not run.stray_lines:
+        return ""
+    return "; unparsable output: " + " | ".join(line[:200] for line in run.stray_lines[-3:])
+
+
+def _partial(run: RunResult) -> str:
+    return f" (exit: {_exit(run.exit_code)})" if run.exit_code is not None else ""
+
+
+def to_call_tool_result(call: CallReport) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=call.message)],
+        structured_content=call.output.model_dump(mode="json"),
+        is_error=call.outcome != "ok",
+    )
+
+
+def refusal(tool: str, reason: str) -> types.CallToolResult:
+    """A call refused before any child started (bad arguments, policy)."""
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=f"{tool}: {reason}")], is_error=True
+    )

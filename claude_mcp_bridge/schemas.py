@@ -1,0 +1,92 @@
+"""The arguments every tool takes and the structured result it returns.
+
+pydantic models are the one source of truth: their JSON schemas are what
+``tools/list`` publishes as ``inputSchema`` and ``outputSchema``, and the same
+models validate what callers send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.json_schema import SkipJsonSchema
+
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_MODEL = r"^[A-Za-z0-9][A-Za-z0-9._:@\[\]/-]{0,127}$"
+
+
+class CallArguments(BaseModel):
+    """The arguments of every agent and skill tool; its JSON schema is the inputSchema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    prompt: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=1_000_000,
+            description="The task for the agent, written as you would brief a colleague.",
+        ),
+    ]
+    cwd: Annotated[
+        str | SkipJsonSchema[None],
+        Field(description="Absolute path of the directory the agent works in (must exist)."),
+    ] = None
+    model: Annotated[
+        str | SkipJsonSchema[None],
+        Field(pattern=_MODEL, description="Model alias or name to use instead of the default."),
+    ] = None
+    max_turns: Annotated[
+        int | SkipJsonSchema[None],
+        Field(ge=1, le=1000, description="Stop after this many agent turns."),
+    ] = None
+    max_budget_usd: Annotated[
+        float | SkipJsonSchema[None],
+        Field(ge=0.000001, le=10_000,
+              description="Stop when this call has cost this many US dollars."),
+    ] = None
+    session_id: Annotated[
+        str | SkipJsonSchema[None],
+        Field(
+            pattern=_UUID,
+            description="Resume this earlier session of the same tool to ask a follow-up.",
+        ),
+    ] = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class CallOutput(BaseModel):
+    """The structuredContent of a tool result; its JSON schema is the outputSchema."""
+
+    result: str = Field(description="The agent's final answer (or what went wrong).")
+    is_error: bool
+    session_id: str | None = Field(description="Pass back as session_id to continue.")
+    cost_usd: float | None
+    num_turns: int | None
+    duration_ms: int | None
+    usage: dict[str, Any] = Field(description="Token counts reported by the CLI.")
+    permission_denials: list[Any] = Field(description="Tool uses the agent was refused.")
+
+
+INPUT_SCHEMA: dict[str, Any] = CallArguments.model_json_schema()
+OUTPUT_SCHEMA: dict[str, Any] = CallOutput.model_json_schema()
+
+
+def parse_arguments(arguments: Mapping[str, Any] | None) -> CallArguments | str:
+    """Validated arguments, or a one-line-per-problem message for the caller."""
+    try:
+        return CallArguments.model_validate(dict(arguments or {}))
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        ]
+        return "invalid arguments: " + "; ".join(problems)

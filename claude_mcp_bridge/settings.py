@@ -1,0 +1,113 @@
+"""The one frozen settings object, and finding the ``claude`` executable.
+
+``cli.py`` builds ``Settings`` once from flags and the environment; nothing else
+reads ``os.environ``. The child environment is the captured ``base_env``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from agents_registry import Roots
+
+from .config import Config
+
+DEPTH_VAR = "CLAUDE_MCP_BRIDGE_DEPTH"
+"""Set in every child's environment to this bridge's depth + 1."""
+
+CLAUDE_BIN_VAR = "CLAUDE_MCP_BRIDGE_CLAUDE_BIN"
+DATA_DIR_VAR = "CLAUDE_MCP_BRIDGE_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class ClaudeExecutable:
+    """Where ``claude`` is, or why it was not found."""
+
+    path: Path | None
+    searched: str
+
+    def missing_message(self) -> str:
+        return (
+            f"the claude executable was not found ({self.searched}); install Claude Code "
+            f"or set {CLAUDE_BIN_VAR} to its absolute path (`which claude` in a terminal shows it)"
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    roots: Roots
+    """Where agent and skill definitions are discovered."""
+    claude: ClaudeExecutable
+    """The CLI every call runs, resolved once at start-up."""
+    mcp_configs: tuple[str, ...] = ()
+    """Forwarded to every child as ``--mcp-config``: file paths or inline JSON."""
+    strict_mcp_config: bool = False
+    """Pass ``--strict-mcp-config``: the child sees only the forwarded MCP servers."""
+    config: Config = field(default_factory=Config)
+    """The validated config file (policy, limits, budgets, ledger)."""
+    config_file: Path | None = None
+    """Where ``config`` was read from (None: no file, defaults)."""
+    ledger_path: Path = Path("ledger.sqlite3")
+    """The SQLite ledger of calls, reservations and usage."""
+    result_grace_s: float = 5.0
+    """Time a child may take to exit after its result event before it is ended."""
+    depth: int = 0
+    """How deep this bridge runs inside a chain of bridges (0 = started by a person)."""
+    base_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """The environment children inherit (before the bridge's own changes)."""
+
+    @property
+    def project_dir(self) -> Path:
+        return self.roots.project_dir or Path.cwd()
+
+
+_FALLBACK_LOCATIONS = (
+    "~/.claude/local/claude",
+    "~/.local/bin/claude",
+    "~/.npm-global/bin/claude",
+    "~/.bun/bin/claude",
+    "/usr/local/bin/claude",
+    "/opt/homebrew/bin/claude",
+)
+
+
+def find_claude(environ: Mapping[str, str]) -> ClaudeExecutable:
+    """Resolve ``claude`` to an absolute path once.
+
+    Claude Desktop starts servers with a thin PATH (no nvm, no login shell), so the
+    usual install locations are tried after PATH.
+    """
+    explicit = environ.get(CLAUDE_BIN_VAR, "").strip()
+    if explicit:
+        path = Path(explicit).expanduser()
+        if _is_executable(path):
+            return ClaudeExecutable(path.absolute(), f"{CLAUDE_BIN_VAR}={explicit}")
+        return ClaudeExecutable(None, f"{CLAUDE_BIN_VAR}={explicit} is not an executable file")
+    found = shutil.which("claude", path=environ.get("PATH", ""))
+    if found:
+        return ClaudeExecutable(Path(found).absolute(), "PATH")
+    home = environ.get("HOME", "")
+    for location in _FALLBACK_LOCATIONS:
+        if "~" in location and not home:
+            continue
+        candidate = Path(location.replace("~", home, 1))
+        if _is_executable(candidate):
+            return ClaudeExecutable(candidate, location)
+    return ClaudeExecutable(None, "not on PATH nor in " + ", ".join(_FALLBACK_LOCATIONS))
+
+
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def read_depth(environ: Mapping[str, str]) -> int:
+    """This bridge's depth, from the counter a parent bridge put in the environment."""
+    try:
+        return max(0, int(environ.get(DEPTH_VAR, "0")))
+    except ValueError:
+        return 0
