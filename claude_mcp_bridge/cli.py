@@ -10,7 +10,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -20,11 +21,13 @@ import platformdirs
 
 from agents_registry import Registry, Roots, user_config_dir
 
+from . import logs
 from .catalog import Catalog
 from .config import CONFIG_VAR, config_path, load_config
 from .errors import ConfigError
 from .mcp_config import forwarded_mcp
-from .server import create_server, load_catalog, open_bridge
+from .reload import watch
+from .server import Bridge, create_server, load_catalog, open_bridge
 from .settings import DATA_DIR_VAR, Settings, find_claude, read_depth
 
 logger = logging.getLogger("claude_mcp_bridge")
@@ -33,7 +36,7 @@ logger = logging.getLogger("claude_mcp_bridge")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level)
+    logs.configure(args.log_level, args.log_format)
     try:
         settings = build_settings(args, os.environ)
     except ConfigError as exc:
@@ -91,12 +94,35 @@ def _data_dir(environ: Mapping[str, str]) -> Path:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .transports.http import TOKEN_VAR, HttpOptions, serve_http
     from .transports.stdio import serve_stdio
 
+    options = HttpOptions.from_config(settings.config.http, host=args.host, port=args.port,
+                                      token=os.environ.get(TOKEN_VAR, "").strip() or None)
+    if options.token:
+        logs.configure(args.log_level, args.log_format, secrets=[options.token])
+    if args.transport != "stdio" and (problem := options.problem()):
+        print(f"claude-mcp-bridge: {problem}", file=sys.stderr)
+        return 2
     with open_bridge(settings) as bridge:
         _log_start(settings, bridge.catalog)
-        anyio.run(serve_stdio, create_server(bridge))
+        server = create_server(bridge)
+        if args.transport == "stdio":
+            anyio.run(_serving, bridge, partial(serve_stdio, server))
+        else:
+            anyio.run(_serving, bridge, partial(serve_http, bridge, server, options))
     return 0
+
+
+async def _serving(bridge: Bridge, serve: Callable[[], Awaitable[None]]) -> None:
+    """Run a transport, with the hot-reload watcher beside it when enabled."""
+    reload = bridge.settings.config.reload
+    async with anyio.create_task_group() as tg:
+        if reload.enabled:
+            tg.start_soon(partial(watch, bridge.settings.roots, bridge.reload,
+                                  poll_s=reload.poll_s, debounce_s=reload.debounce_s))
+        await serve()
+        tg.cancel_scope.cancel()
 
 
 def _log_start(settings: Settings, catalog: Catalog) -> None:
@@ -210,8 +236,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common_options()
-    sub.add_parser("serve", parents=[common], help="serve the tools over MCP (stdio)",
-                   description="Serve every agent and skill as an MCP tool over stdio.")
+    serve = sub.add_parser(
+        "serve", parents=[common], help="serve the tools over MCP (stdio, http, sse)",
+        description="Serve every agent and skill as an MCP tool. stdio by default; with "
+                    "--transport http or sse one HTTP server offers both Streamable HTTP "
+                    "(/mcp) and legacy SSE (/sse), plus /health and /ready.")
+    serve.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio",
+                       help="stdio (default), or http / sse: the same HTTP server with both")
+    serve.add_argument("--host", help="address to bind for http/sse (default [http] host, "
+                                      "127.0.0.1); other than loopback needs a token")
+    serve.add_argument("--port", type=int, help="port for http/sse (default [http] port, 8765; "
+                                                "0 = any free port, logged)")
     listing = sub.add_parser(
         "list", parents=[common], help="show the tools that would be published",
         description="Show the tools that would be published and the files that were rejected.")
@@ -262,10 +297,6 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="log level; logs always go to stderr")
+    common.add_argument("--log-format", default="auto", choices=["auto", "json", "text"],
+                        help="JSON lines or text; auto = JSON unless stderr is a terminal")
     return common
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        stream=sys.stderr, level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

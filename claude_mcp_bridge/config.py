@@ -9,11 +9,12 @@ key and the reason. Every field is documented here and in the README.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError
 
@@ -87,6 +88,36 @@ class DiscoveryConfig(_Section):
     """Folders laid out like ~/.claude (agents/, skills/), after --extra-root ones."""
 
 
+class HttpConfig(_Section):
+    host: str = "127.0.0.1"
+    """Address for --transport http|sse; anything but loopback needs a token."""
+    port: Annotated[int, Field(ge=0, le=65535)] = 8765
+    """TCP port (0: any free port, logged at start-up)."""
+    token: str | None = None
+    """Bearer token clients must send (also $CLAUDE_MCP_BRIDGE_TOKEN, which wins)."""
+    allowed_hosts: list[str] = []
+    """Extra Host header values accepted (loopback names always are); `name:*` = any port."""
+    allowed_origins: list[str] = []
+    """Extra Origin header values accepted (loopback origins always are)."""
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
+    """Largest request body; bigger ones get 413."""
+    max_sessions: Annotated[int, Field(ge=1)] = 100
+    """Open MCP sessions (Streamable HTTP and SSE each); beyond that new ones get 503."""
+    session_idle_timeout_s: Annotated[float, Field(gt=0)] = 1800.0
+    """A Streamable HTTP session unused this long is closed."""
+    drain_timeout_s: Annotated[float, Field(ge=0)] = 30.0
+    """On SIGTERM/SIGINT, how long calls in flight may finish before they are stopped."""
+
+
+class ReloadConfig(_Section):
+    enabled: bool = True
+    """Rebuild the catalog when definition files change and tell clients (list_changed)."""
+    poll_s: Annotated[float, Field(gt=0)] = 1.0
+    """How often the definition folders are checked."""
+    debounce_s: Annotated[float, Field(ge=0)] = 0.3
+    """Quiet time after a change before the catalog is rebuilt."""
+
+
 class ToolLimits(_Section):
     max_concurrency: Annotated[int, Field(ge=1)] | None = None
     timeout_s: Annotated[float, Field(gt=0)] | None = None
@@ -120,20 +151,30 @@ class Config(_Section):
     mcp: McpSection = McpSection()
     ledger: LedgerConfig = LedgerConfig()
     discovery: DiscoveryConfig = DiscoveryConfig()
+    http: HttpConfig = HttpConfig()
+    reload: ReloadConfig = ReloadConfig()
     agents: dict[str, ToolConfig] = {}
     skills: dict[str, ToolConfig] = {}
 
     @model_validator(mode="after")
     def _bypass_needs_consent(self) -> Config:
-        modes = [self.permissions.mode] + [
-            tool.permissions.mode for tool in (*self.agents.values(), *self.skills.values())
-        ]
-        if "bypassPermissions" in modes and not self.permissions.allow_bypass_permissions:
-            raise ValueError(
-                "permission mode bypassPermissions needs "
-                "[permissions] allow_bypass_permissions = true"
-            )
+        if self.permissions.allow_bypass_permissions:
+            return self
+        for key, mode in self._modes():
+            if mode == "bypassPermissions":
+                # The error's context carries the key: a model validator has no location.
+                raise PydanticCustomError(
+                    "bypass_needs_consent",
+                    "permission mode bypassPermissions needs "
+                    "[permissions] allow_bypass_permissions = true",
+                    {"key": key})
         return self
+
+    def _modes(self) -> Iterator[tuple[str, PermissionMode | None]]:
+        yield "permissions.mode", self.permissions.mode
+        for table, tools in (("agents", self.agents), ("skills", self.skills)):
+            for name, tool in tools.items():
+                yield f"{table}.{name}.permissions.mode", tool.permissions.mode
 
     def tool(self, kind: Literal["agent", "skill"], name: str) -> ToolConfig:
         table = self.agents if kind == "agent" else self.skills
@@ -167,6 +208,6 @@ def load_config(path: Path | None) -> Config:
         return Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        key = ".".join(str(part) for part in first["loc"]) or None
+        key = ".".join(str(part) for part in first["loc"]) or first.get("ctx", {}).get("key")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(first["msg"] + more, path=path, key=key) from None

@@ -190,3 +190,31 @@ def test_the_server_going_away_mid_call_kills_the_child(workspace, fake_claude, 
     pids = [r["pid"] for r in fake_claude.records()] + fake_claude.spawned_pids()
     assert len(pids) == 2
     assert [p for p in pids if pid_alive(p)] == []
+
+
+async def test_hot_reload_works_over_stdio_too(workspace, fake_claude, mode):
+    import mcp_types as types
+
+    workspace.agent("reviewer")
+    config = workspace.home / "config.toml"
+    config.write_text("[reload]\npoll_s = 0.1\ndebounce_s = 0.1\n")
+    changed = anyio.Event()
+
+    async def on_message(message) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    with anyio.fail_after(30):
+        async with Client(server_params(workspace, fake_claude, "--config", str(config)),
+                          mode=mode, message_handler=on_message) as client:
+            assert [t.name for t in (await client.list_tools()).tools] == ["agent_reviewer"]
+            if mode == "legacy":
+                workspace.agent("writer")
+                await changed.wait()
+            else:
+                async with client.listen(tools_list_changed=True) as subscription:
+                    workspace.agent("writer")
+                    async for _ in subscription:
+                        break
+            tools = [t.name for t in (await client.list_tools()).tools]
+    assert tools == ["agent_reviewer", "agent_writer"]
