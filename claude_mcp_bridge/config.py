@@ -52,6 +52,14 @@ class LimitsConfig(_Section):
     """A bridge started this deep in a chain of bridges refuses calls (recursion guard)."""
     max_turns: Annotated[int, Field(ge=1)] | None = None
     """Upper bound of the turns of one call (the caller may ask for fewer)."""
+    heartbeat_s: Annotated[float, Field(gt=0)] = 15.0
+    """A progress notification at least this often while a call runs, even when silent."""
+    stall_s: Annotated[float, Field(gt=0)] | None = 900.0
+    """A child that prints nothing for this long is ended as stalled (unset: never)."""
+    result_grace_s: Annotated[float, Field(gt=0)] = 5.0
+    """Time a child may take to exit after its result before it is ended."""
+    max_result_chars: Annotated[int, Field(ge=1000)] = 50_000
+    """Longer answers are cut with a marker; the whole text stays readable as a resource."""
 
 
 class PermissionsConfig(_Section):

@@ -9,12 +9,12 @@ message a person can act on; none becomes a protocol error.
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import mcp_types as types
 
-from .runner import RunResult
+from .runner import Limits, RunResult
 from .schemas import CallOutput
 
 Outcome = Literal["ok", "error", "timeout", "cancelled", "refused"]
@@ -35,18 +35,21 @@ class CallReport:
     output: CallOutput
 
 
-def report(tool: str, run: RunResult, timeout_s: float) -> CallReport:
-    failure = _failure(run, timeout_s)
+def report(tool: str, run: RunResult, limits: Limits) -> CallReport:
+    failure = _failure(run, limits)
     outcome: Outcome = "ok" if failure is None else ("timeout" if run.timed_out else "error")
     message = run.result.text if failure is None and run.result else f"{tool}: {failure}"
     return CallReport(outcome, message, _output(run, message, failure is not None))
 
 
-def _failure(run: RunResult, timeout_s: float) -> str | None:
+def _failure(run: RunResult, limits: Limits) -> str | None:
     if run.start_error:
         return run.start_error
     if run.timed_out:
-        return f"timed out after {timeout_s:g}s; the agent was stopped{_partial(run)}"
+        return f"timed out after {limits.timeout_s:g}s; the agent was stopped"
+    if run.stalled:
+        return (f"stalled: the agent printed nothing for {limits.stall_s:g}s and was stopped "
+                "(raise [limits] stall_s if its steps are that slow)")
     if run.protocol_error:
         return run.protocol_error + _stderr(run)
     result = run.result
@@ -55,7 +58,7 @@ def _failure(run: RunResult, timeout_s: float) -> str | None:
     if result.is_error:
         hint = _SUBTYPE_HINTS.get(result.subtype)
         detail = result.text or result.subtype
-        return f"{detail}" + (f" ({hint})" if hint else "") + _stderr(run, only_if_empty=detail)
+        return detail + (f" ({hint})" if hint else "")
     if run.exit_code not in (0, None) and not run.killed:
         return f"the CLI exited with {_exit(run.exit_code)} after its result{_stderr(run)}"
     return None
@@ -86,8 +89,8 @@ def _exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _stderr(run: RunResult, only_if_empty: str = "") -> str:
-    if not run.stderr_tail or only_if_empty:
+def _stderr(run: RunResult) -> str:
+    if not run.stderr_tail:
         return ""
     tail = run.stderr_tail[-1500:]
     return f"; stderr: {tail}"
@@ -99,8 +102,17 @@ def _stray(run: RunResult) -> str:
     return "; unparsable output: " + " | ".join(line[:200] for line in run.stray_lines[-3:])
 
 
-def _partial(run: RunResult) -> str:
-    return f" (exit: {_exit(run.exit_code)})" if run.exit_code is not None else ""
+def bounded(call: CallReport, max_chars: int, full_text_at: str) -> CallReport:
+    """``call`` with its answer cut to ``max_chars`` and a marker saying where the whole
+    text is kept; unchanged when it fits."""
+    text = call.message
+    if len(text) <= max_chars:
+        return call
+    marker = (f"\n\n[... truncated by claude-mcp-bridge: {max_chars:,} of {len(text):,} "
+              f"characters shown; the full answer is at {full_text_at}]")
+    cut = text[: max(0, max_chars - len(marker))] + marker
+    output = call.output.model_copy(update={"result": cut, "full_result": full_text_at})
+    return replace(call, message=cut, output=output)
 
 
 def to_call_tool_result(call: CallReport) -> types.CallToolResult:

@@ -51,6 +51,8 @@ class Limits:
     """Longest stdout line accepted; a longer one ends the run as a protocol error."""
     stderr_tail_bytes: int = 8192
     """How much of the end of stderr is kept for error messages."""
+    stall_s: float | None = None
+    """A child that prints nothing on stdout for this long is ended as stalled."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class RunResult:
     start_error: str | None = None
     protocol_error: str | None = None
     killed: bool = False
+    stalled: bool = False
+    """Ended because it printed nothing for ``Limits.stall_s``."""
 
 
 @dataclass
@@ -76,6 +80,8 @@ class _Collected:
     stray: list[str] = field(default_factory=list)
     stderr: bytearray = field(default_factory=bytearray)
     protocol_error: str | None = None
+    last_output: float = field(default_factory=anyio.current_time)
+    stalled: bool = False
 
 
 async def run(command: Command, limits: Limits, on_event: OnEvent) -> RunResult:
@@ -113,6 +119,7 @@ async def run(command: Command, limits: Limits, on_event: OnEvent) -> RunResult:
         timed_out=deadline.cancelled_caught,
         protocol_error=collected.protocol_error,
         killed=killed,
+        stalled=collected.stalled,
     )
 
 
@@ -124,7 +131,7 @@ async def _supervise(
         tg.start_soon(_feed_stdin, process, stdin)
         tg.start_soon(_drain_tail, process.stderr, collected.stderr, limits.stderr_tail_bytes)
         tg.start_soon(_read_events, process.stdout, limits.max_line_bytes, on_event, collected)
-        await _wait_for_end(process, collected, limits.result_grace_s)
+        await _wait_for_end(process, collected, limits)
         # Output written just before exit is still in the pipe; a leaked grandchild may
         # hold the pipe open forever, so the wait for EOF is bounded.
         with anyio.move_on_after(1.0):
@@ -132,8 +139,10 @@ async def _supervise(
         tg.cancel_scope.cancel()
 
 
-async def _wait_for_end(process: Process, collected: _Collected, result_grace_s: float) -> None:
-    """Return when the child exits, or ``result_grace_s`` after its result event."""
+async def _wait_for_end(process: Process, collected: _Collected, limits: Limits) -> None:
+    """Return when the child exits, ``result_grace_s`` after its result event, when it
+    breaks the protocol, or when it has been silent for ``stall_s``."""
+    result_grace_s = limits.result_grace_s
     async with anyio.create_task_group() as tg:
 
         async def exited() -> None:
@@ -151,9 +160,22 @@ async def _wait_for_end(process: Process, collected: _Collected, result_grace_s:
             if collected.protocol_error:
                 tg.cancel_scope.cancel()
 
+        async def went_silent(stall_s: float) -> None:
+            while True:
+                silent_for = anyio.current_time() - collected.last_output
+                if silent_for >= stall_s:
+                    break
+                await anyio.sleep(stall_s - silent_for)
+            logger.warning("child %s printed nothing for %gs; ending it as stalled",
+                           process.pid, stall_s)
+            collected.stalled = True
+            tg.cancel_scope.cancel()
+
         tg.start_soon(exited)
         tg.start_soon(lingered_after_result)
         tg.start_soon(stopped_reading)
+        if limits.stall_s is not None:
+            tg.start_soon(went_silent, limits.stall_s)
 
 
 async def _feed_stdin(process: Process, data: bytes) -> None:
@@ -202,6 +224,7 @@ async def _read_events(
 
 
 async def _handle_line(raw: bytes, on_event: OnEvent, collected: _Collected) -> None:
+    collected.last_output = anyio.current_time()
     line = raw.decode("utf-8", "replace").strip()
     if not line:
         return

@@ -74,6 +74,10 @@ class CallOutput(BaseModel):
     duration_ms: int | None
     usage: dict[str, Any] = Field(description="Token counts reported by the CLI.")
     permission_denials: list[Any] = Field(description="Tool uses the agent was refused.")
+    full_result: str | None = Field(
+        default=None,
+        description="When the answer was cut to the size limit: the resource URI of the whole "
+                    "answer (read it with resources/read).")
 
 
 INPUT_SCHEMA: dict[str, Any] = CallArguments.model_json_schema()

@@ -54,8 +54,6 @@ class Settings:
     """Where ``config`` was read from (None: no file, defaults)."""
     ledger_path: Path = Path("ledger.sqlite3")
     """The SQLite ledger of calls, reservations and usage."""
-    result_grace_s: float = 5.0
-    """Time a child may take to exit after its result event before it is ended."""
     depth: int = 0
     """How deep this bridge runs inside a chain of bridges (0 = started by a person)."""
     base_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))

@@ -120,13 +120,14 @@ class Workspace:
             import tomllib
             config = tomllib.loads(config)
         data: dict[str, Any] = dict(config or {})
-        data.setdefault("limits", {}).setdefault("kill_grace_s", 2.0)
+        limits = data.setdefault("limits", {})
+        limits.setdefault("kill_grace_s", 2.0)
+        limits.setdefault("result_grace_s", options.pop("result_grace_s", 1.0))
         return Settings(
             roots=Roots(user_dir=self.user_claude, project_dir=self.project),
             claude=claude,
             config=Config.model_validate(data),
             ledger_path=self.home / "ledger.sqlite3",
-            result_grace_s=options.pop("result_grace_s", 1.0),
             base_env=MappingProxyType(env),
             **options,
         )

@@ -172,3 +172,22 @@ async def test_many_concurrent_runs_leave_nothing_behind(fake_claude):
     assert all(r.exit_code == 0 for r in results)
     assert len(fake_claude.spawned_pids()) == 8
     assert_no_survivors(fake_claude)
+
+
+async def test_a_silent_child_is_ended_as_stalled(fake_claude):
+    fake_claude.script([{"init": {}}, {"text": "thinking"}, {"spawn": "sleeper"}, {"hang": True}])
+    limits = Limits(timeout_s=30, kill_grace_s=1, stall_s=0.5)
+    result, _ = await collect(fake_claude, limits)
+    assert result.stalled and not result.timed_out
+    assert result.duration_s < 30
+    assert_no_survivors(fake_claude)
+
+
+async def test_a_child_that_keeps_printing_is_not_stalled(fake_claude):
+    steps = [{"init": {}}]
+    for _ in range(6):
+        steps += [{"sleep": 0.2}, {"text": "tick"}]
+    fake_claude.script([*steps, {"result": {}}])
+    result, _ = await collect(fake_claude, Limits(timeout_s=30, kill_grace_s=1, stall_s=0.6))
+    assert not result.stalled
+    assert result.result is not None and not result.result.is_error

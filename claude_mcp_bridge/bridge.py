@@ -1,0 +1,413 @@
+"""The bridge: what every connection shares, and the one place that calls the stages in order.
+
+    admit:   look up -> validate -> plan under policy -> build the command -> reserve budget
+    execute: wait for a slot -> run (progress, heartbeat) -> bound the answer -> settle
+
+A call made through a tool runs both at once; a job (``jobs.py``) is admitted while
+the client waits and executed in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server.subscriptions import InMemorySubscriptionBus, ToolsListChanged
+
+from agents_registry import load_registry
+
+from .admission import QueueFull, Slots
+from .catalog import Catalog, ToolEntry, build_catalog
+from .command import CommandError, build_command
+from .errors import UnknownToolError
+from .events import Event, ProgressNarrator
+from .ledger import Budget, BudgetRefusal, CallStart, Ledger, Reservation, Settlement
+from .policy import Refused, RunPlan, plan_call
+from .result import CallReport, bounded, refusal, report, to_call_tool_result
+from .runner import Command, Limits, run
+from .schemas import parse_arguments
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RESULTS_URI = "bridge://results/"
+"""Prefix of the resource holding a whole answer that was cut to the size limit."""
+
+Say = Callable[[str], Awaitable[None]]
+
+
+class Progress:
+    """A call's progress: human messages out, plus what a heartbeat needs to know."""
+
+    def __init__(self, say: Say) -> None:
+        self._say = say
+        self._narrator = ProgressNarrator()
+        self.last_said = time.monotonic()
+        self.last_activity = "waiting to start"
+
+    @classmethod
+    def to_session(cls, session: Any) -> Progress:
+        """Progress sent to an MCP client; a client that went away is not an error."""
+        count = 0
+
+        async def say(message: str) -> None:
+            nonlocal count
+            count += 1
+            try:
+                await session.report_progress(count, None, message)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                logger.debug("progress not delivered: the client is gone")
+        return cls(say)
+
+    async def say(self, message: str, *, activity: bool = True) -> None:
+        self.last_said = time.monotonic()
+        if activity:
+            self.last_activity = message
+        await self._say(message)
+
+    async def on_event(self, event: Event) -> None:
+        message = self._narrator.describe(event)
+        if message:
+            await self.say(message)
+
+    async def queued(self, position: int) -> None:
+        await self.say(f"queued, position {position}")
+
+    async def heartbeat(self, every_s: float, began: float) -> None:
+        """Say something at least every ``every_s`` while the call runs (clients reset their
+        timeouts on progress), with the elapsed time and the last thing the agent did."""
+        while True:
+            quiet_for = time.monotonic() - self.last_said
+            if quiet_for < every_s:
+                await anyio.sleep(every_s - quiet_for)
+                continue
+            elapsed = time.monotonic() - began
+            await self.say(f"still working ({elapsed:.0f}s); last: {self.last_activity}",
+                           activity=False)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made a call, for the ledger: transport and client name."""
+
+    transport: str
+    client: str
+
+    def __str__(self) -> str:
+        return f"{self.transport}/{self.client}"
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A call that passed policy and holds its budget reservation; it must be executed
+    or settled, never dropped."""
+
+    entry: ToolEntry
+    plan: RunPlan
+    command: Command
+    reservation: Reservation
+
+    @property
+    def call_id(self) -> str:
+        return self.reservation.call_id
+
+
+class Notifier:
+    """Tells every connected client that the tool list changed, in both protocol eras.
+
+    2026 clients hold a ``subscriptions/listen`` stream fed by the bus; 2025 clients
+    are told on their connection, remembered from their ``notifications/initialized``
+    until the connection ends.
+    """
+
+    def __init__(self) -> None:
+        self.bus = InMemorySubscriptionBus()
+        self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def remember(self, session: Any) -> None:
+        self._sessions.add(session)
+        connection = getattr(session, "_connection", None)  # no public on-disconnect hook
+        if connection is not None:
+            connection.exit_stack.callback(self._sessions.discard, session)
+
+    async def tools_changed(self) -> None:
+        await self.bus.publish(ToolsListChanged())
+        for session in list(self._sessions):
+            try:
+                await session.send_tool_list_changed()
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._sessions.discard(session)
+
+
+class Bridge:
+    """What every connection shares: settings, the current catalog, slots and the ledger."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, ledger: Ledger) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.ledger = ledger
+        limits = settings.config.limits
+        self.slots = Slots(limits.max_concurrency, limits.max_queue)
+        budget = settings.config.budget
+        self.global_budget = Budget(budget.per_call_usd, budget.daily_usd, budget.monthly_usd)
+        self.notifier = Notifier()
+        self.results_dir = settings.ledger_path.parent / "results"
+        self.started = time.monotonic()
+        self.draining = False
+        self._in_flight: dict[anyio.CancelScope, Hashable | None] = {}
+        """Each running call's stop scope, with the key its transport knows it by."""
+        self._stopped: dict[anyio.CancelScope, str] = {}
+        """Why the bridge stopped a call (shutdown, client gone), for its answer and row."""
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    # -- a call ---------------------------------------------------------------------------
+
+    async def call(
+        self, name: str, arguments: Mapping[str, Any] | None, progress: Progress, caller: Caller,
+        key: Hashable | None = None,
+    ) -> types.CallToolResult:
+        """Run one tool call through every stage; ``key`` lets the transport stop it."""
+        admitted = await self.admit(name, arguments, caller)
+        if isinstance(admitted, types.CallToolResult):
+            return admitted
+        return await self.execute(admitted, progress, key)
+
+    async def admit(
+        self, name: str, arguments: Mapping[str, Any] | None, caller: Caller
+    ) -> Admitted | types.CallToolResult:
+        """Policy and budget, before anything runs: an ``Admitted`` call or the refusal."""
+        entry = self.catalog.get(name)
+        if entry is None:
+            raise UnknownToolError(name)
+        if self.draining:
+            return refusal(name, "the bridge is shutting down; retry the call when it is back")
+        parsed = parse_arguments(arguments)
+        if isinstance(parsed, str):
+            return refusal(name, parsed)
+        start = self._call_start(entry, parsed.prompt, caller)
+        planned = self._plan(entry, parsed)
+        if isinstance(planned, Refused):
+            await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.reason)
+            return refusal(name, planned.reason)
+        plan, command = planned
+        reservation = await anyio.to_thread.run_sync(
+            self.ledger.reserve, start, plan.max_budget_usd, entry.policy.budget,
+            self.global_budget)
+        if isinstance(reservation, BudgetRefusal):
+            return refusal(name, str(reservation))
+        return Admitted(entry, plan, command, reservation)
+
+    async def execute(
+        self, admitted: Admitted, progress: Progress, key: Hashable | None = None
+    ) -> types.CallToolResult:
+        """Wait for a slot, run, settle. Always settles the reservation, even when cancelled."""
+        entry, reservation = admitted.entry, admitted.reservation
+        configured = self.settings.config.limits
+        limits = Limits(timeout_s=admitted.plan.timeout_s, kill_grace_s=configured.kill_grace_s,
+                        result_grace_s=configured.result_grace_s, stall_s=configured.stall_s)
+        settled = False
+        began = time.monotonic()
+        logger.info("call %s %s started", reservation.call_id[:8], entry.name, extra={
+            "event": "call.start", "call_id": reservation.call_id, "tool": entry.name})
+        with anyio.CancelScope() as stop:
+            self._track(stop, key)
+            try:
+                async with self.slots.slot(entry.name, entry.policy.max_concurrency,
+                                           progress.queued):
+                    outcome = await self._run(admitted, limits, progress, began)
+                await self._settle(reservation, entry.name, outcome, began)
+                settled = True
+                return to_call_tool_result(outcome)
+            except QueueFull as exc:
+                await self._settle_without_run(reservation, entry.name, "refused", str(exc), began)
+                settled = True
+                return refusal(entry.name, str(exc))
+            finally:
+                if not settled:  # cancelled (client, disconnect, shutdown) or a bug
+                    why = self._stopped.get(stop, "cancelled by the client")
+                    with anyio.CancelScope(shield=True):
+                        await self._settle_without_run(reservation, entry.name, "cancelled", why,
+                                                      began)
+                self._untrack(stop)
+        # only a stop by the bridge (our own scope) gets here; a client's cancel propagates
+        why = self._stopped.pop(stop, "stopped")
+        return refusal(entry.name, f"{why} before the call finished; the agent was stopped")
+
+    async def _run(
+        self, admitted: Admitted, limits: Limits, progress: Progress, began: float
+    ) -> CallReport:
+        definition = admitted.entry.definition
+        await progress.say(f"starting {definition.kind} {definition.name}")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(progress.heartbeat, self.settings.config.limits.heartbeat_s, began)
+            result = await run(admitted.command, limits, progress.on_event)
+            tg.cancel_scope.cancel()
+        outcome = report(admitted.entry.name, result, limits)
+        limit = self.settings.config.limits.max_result_chars
+        if len(outcome.message) > limit:
+            uri = await anyio.to_thread.run_sync(self._keep_result, admitted.call_id,
+                                                 outcome.message)
+            outcome = bounded(outcome, limit, uri)
+        return outcome
+
+    def _keep_result(self, call_id: str, text: str) -> str:
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        (self.results_dir / f"{call_id}.txt").write_text(text, encoding="utf-8")
+        return RESULTS_URI + call_id
+
+    def full_result(self, call_id: str) -> str | None:
+        """The whole answer kept for a cut call, or None."""
+        if not call_id.isalnum():
+            return None
+        path = self.results_dir / f"{call_id}.txt"
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def _plan(self, entry: ToolEntry, arguments: Any) -> tuple[RunPlan, Command] | Refused:
+        settings = self.settings
+        plan = plan_call(entry.definition, arguments, entry.policy, depth=settings.depth,
+                         max_depth=settings.config.limits.max_depth,
+                         project_dir=settings.project_dir)
+        if isinstance(plan, Refused):
+            return plan
+        if settings.claude.path is None:
+            return Refused(settings.claude.missing_message())
+        try:
+            command = build_command(entry.definition, plan, arguments.prompt, settings,
+                                    settings.claude.path)
+        except CommandError as exc:
+            return Refused(str(exc))
+        return plan, command
+
+    async def _settle(
+        self, reservation: Reservation, tool: str, call: CallReport, began: float
+    ) -> None:
+        output = call.output
+        cost = output.cost_usd
+        if cost is None and call.outcome != "ok":
+            cost = reservation.reserved_usd  # unknown spend is charged in full, never lost
+        settlement = Settlement(
+            outcome=call.outcome, cost_usd=cost, num_turns=output.num_turns,
+            session_id=output.session_id, usage=_tokens(output.usage),
+            error=call.message if call.outcome != "ok" else None,
+            duration_ms=output.duration_ms)
+        await anyio.to_thread.run_sync(self.ledger.settle, reservation.call_id, settlement)
+        _log_end(reservation, tool, call.outcome, cost, began,
+                 call.message[:200] if call.outcome != "ok" else None)
+
+    async def _settle_without_run(
+        self, reservation: Reservation, tool: str, outcome: Any, why: str, began: float
+    ) -> None:
+        charged = reservation.reserved_usd if outcome == "cancelled" else 0.0
+        await anyio.to_thread.run_sync(
+            self.ledger.settle, reservation.call_id,
+            Settlement(outcome=outcome, cost_usd=charged, error=why))
+        _log_end(reservation, tool, outcome, charged, began, why)
+
+    def _call_start(self, entry: ToolEntry, prompt: str, caller: Caller) -> CallStart:
+        definition = entry.definition
+        return CallStart(
+            tool=entry.name, kind=definition.kind, definition_path=str(definition.path),
+            definition_sha256=definition.sha256, caller=str(caller), prompt=prompt,
+            store_prompt=self.settings.config.ledger.store_prompts)
+
+    # -- calls in flight, shutdown --------------------------------------------------------
+
+    def _track(self, scope: anyio.CancelScope, key: Hashable | None) -> None:
+        self._in_flight[scope] = key
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+
+    def _untrack(self, scope: anyio.CancelScope) -> None:
+        self._in_flight.pop(scope, None)
+        if not self._in_flight:
+            self._idle.set()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Refuse new calls, let running ones finish for up to ``timeout_s``, then stop the
+        rest (their children are ended and their ledger rows settled ``cancelled``)."""
+        self.draining = True
+        if self._in_flight:
+            logger.info("shutting down: waiting up to %gs for %d call(s) in flight",
+                        timeout_s, len(self._in_flight))
+        with anyio.move_on_after(timeout_s):
+            await self._idle.wait()
+        self.stop_all()
+        with anyio.CancelScope(shield=True):
+            await self._idle.wait()
+
+    def stop_all(self) -> None:
+        """Stop every call in flight now (shutdown)."""
+        if self._in_flight:
+            logger.warning("shutting down: stopping %d call(s) still running",
+                           len(self._in_flight))
+        for scope in list(self._in_flight):
+            self._stop(scope, "stopped by the bridge shutting down")
+
+    def stop_call(self, key: Hashable, why: str) -> bool:
+        """Stop the call its transport knows as ``key``; False when none is running."""
+        for scope, known_as in list(self._in_flight.items()):
+            if known_as == key:
+                self._stop(scope, why)
+                return True
+        return False
+
+    def _stop(self, scope: anyio.CancelScope, why: str) -> None:
+        self._stopped.setdefault(scope, why)
+        scope.cancel()
+
+    # -- the catalog ----------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """Rediscover the definitions and publish the new catalog if it differs."""
+        catalog = await anyio.to_thread.run_sync(load_catalog, self.settings)
+        before = {t.name: t for t in self.catalog.tools}
+        after = {t.name: t for t in catalog.tools}
+        self.catalog = catalog
+        rejected = sum(1 for d in catalog.registry.diagnostics if d.severity == "error")
+        logger.info("definitions reloaded: %d tools, %d files rejected", len(after), rejected,
+                    extra={"event": "catalog.reload", "tools": len(after), "rejected": rejected})
+        if before != after:
+            await self.notifier.tools_changed()
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    """Discover definitions and publish them under the config's policy."""
+    return build_catalog(load_registry(settings.roots), settings.config, settings.project_dir)
+
+
+@contextmanager
+def open_bridge(settings: Settings) -> Iterator[Bridge]:
+    """The bridge with its catalog and its ledger open (crashed calls recovered)."""
+    ledger = Ledger.open(settings.ledger_path)
+    try:
+        yield Bridge(settings, load_catalog(settings), ledger)
+    finally:
+        ledger.close()
+
+
+def _log_end(
+    reservation: Reservation, tool: str, outcome: str, cost: float | None, began: float,
+    error: str | None,
+) -> None:
+    duration_ms = round((time.monotonic() - began) * 1000)
+    level = logging.INFO if outcome == "ok" else logging.WARNING
+    logger.log(level, "call %s %s in %d ms, $%s%s", reservation.call_id[:8], outcome, duration_ms,
+               "?" if cost is None else f"{cost:g}", f": {error}" if error else "",
+               extra={"event": "call.end", "call_id": reservation.call_id,
+                      "tool": tool, "outcome": outcome, "cost_usd": cost,
+                      "duration_ms": duration_ms})
+
+
+def _tokens(usage: Mapping[str, Any]) -> dict[str, int]:
+    return {k: int(v) for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
