@@ -1,5 +1,6 @@
 """Long runs: heartbeats while the agent is silent, stalls, and answers cut to size."""
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -37,7 +38,7 @@ async def test_a_silent_agent_still_sends_heartbeats_naming_its_last_step(
     assert len(beats) >= 2, stamped
     assert all("last: running tool Grep" in beat for beat in beats)
     times = [t for t, _ in stamped]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert max(gaps) < 1.0, "no silence as long as the agent's own 1.3 s pause"
 
 
