@@ -68,6 +68,8 @@ class ResultEvent:
     permission_denials: tuple[Any, ...] = ()
     terminal_reason: str | None = None
     api_error_status: int | None = None
+    structured_output: Any = None
+    """The validated JSON value of a run given ``--json-schema`` (None: there is none)."""
 
     @property
     def text(self) -> str:
@@ -168,6 +170,7 @@ def _result(frame: dict[str, Any]) -> list[Event]:
             permission_denials=tuple(_list(frame.get("permission_denials"))),
             terminal_reason=_str(frame.get("terminal_reason")),
             api_error_status=_int(frame.get("api_error_status")),
+            structured_output=frame.get("structured_output"),
         )
     ]
 

@@ -22,7 +22,8 @@ Decisions worth knowing:
   run one at a time; with no budget at all it reserves nothing.
 - ``usage`` ends with a row keyed ``"total"`` over all the rows before it.
 - The schema version is ``PRAGMA user_version``; ``_MIGRATIONS`` holds one step per
-  version and ``open`` applies the missing ones.
+  version and ``open`` applies the missing ones. Version 2 adds ``test_results``: one
+  row per run of an agent-test case, with the definition's content hash.
 """
 
 from __future__ import annotations
@@ -89,6 +90,33 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX calls_tool_started_at ON calls (tool, started_at)",
         "CREATE INDEX calls_outcome ON calls (outcome)",
     ),
+    (
+        # One row per run of one agent-test case (``claude-mcp-bridge test``); ``run_id``
+        # groups the rows of one invocation, ``call_id`` points at the agent's call row.
+        """CREATE TABLE test_results (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            definition_path TEXT NOT NULL,
+            definition_sha256 TEXT NOT NULL,
+            test_file TEXT NOT NULL,
+            case_name TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            failed_check TEXT,
+            message TEXT,
+            judge_score REAL,
+            cost_usd REAL,
+            judge_cost_usd REAL,
+            duration_ms INTEGER,
+            num_turns INTEGER,
+            call_id TEXT
+        )""",
+        "CREATE INDEX test_results_definition ON test_results (kind, name, recorded_at)",
+        "CREATE INDEX test_results_run ON test_results (run_id)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -146,8 +174,9 @@ class BudgetRefusal:
     resets: str
 
     def __str__(self) -> str:
+        left = max(0.0, self.limit_usd - self.spent_usd)
         spent = (f"{self.budget}: {_money(self.spent_usd)} of {_money(self.limit_usd)} "
-                 "spent or reserved")
+                 f"spent or reserved ({_money(left)} left)")
         needs = (f", this call needs up to {_money(self.requested_usd)}"
                  if self.requested_usd > 0 else ", nothing is left for an uncapped call")
         return f"{spent}{needs}; resets {self.resets}"
@@ -167,6 +196,42 @@ class Settlement:
     error: str | None = None
     duration_ms: int | None = None
     """The run's duration; None: the wall-clock time since the call started."""
+
+
+CaseStatus = Literal["passed", "failed", "error"]
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """One run of one agent-test case, as stored in ``test_results``."""
+
+    run_id: str
+    kind: str
+    name: str
+    """The definition's name (not the tool name)."""
+    definition_path: str
+    definition_sha256: str
+    """The content hash of the definition file the case ran against."""
+    test_file: str
+    case_name: str
+    attempt: int
+    status: CaseStatus
+    failed_check: str | None = None
+    message: str | None = None
+    judge_score: float | None = None
+    cost_usd: float | None = None
+    judge_cost_usd: float | None = None
+    duration_ms: int | None = None
+    num_turns: int | None = None
+    call_id: str | None = None
+    recorded_at: str | None = None
+    """Set by the ledger when the record is stored."""
+
+
+_CASE_COLUMNS = ("run_id", "recorded_at", "kind", "name", "definition_path",
+                 "definition_sha256", "test_file", "case_name", "attempt", "status",
+                 "failed_check", "message", "judge_score", "cost_usd", "judge_cost_usd",
+                 "duration_ms", "num_turns", "call_id")
 
 
 @dataclass(frozen=True)
@@ -336,6 +401,33 @@ class Ledger:
             row = self._db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
         return None if row is None else dict(row)
 
+    def record_case(self, record: CaseRecord, *, now: datetime | None = None) -> None:
+        """Store one run of one agent-test case."""
+        values = {**{c: getattr(record, c) for c in _CASE_COLUMNS},
+                  "recorded_at": _format_time(_utc(now)), "message": _storable(record.message)}
+        with self._transaction() as db:
+            db.execute(f"INSERT INTO test_results ({', '.join(_CASE_COLUMNS)}) VALUES "
+                       f"({', '.join('?' * len(_CASE_COLUMNS))})",
+                       tuple(values[c] for c in _CASE_COLUMNS))
+
+    def case_records(self, run_id: str) -> list[CaseRecord]:
+        """Every record of one test run, in the order they were stored."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM test_results WHERE run_id = ? ORDER BY id",
+                                    (run_id,)).fetchall()
+        return [_case_record(row) for row in rows]
+
+    def last_run_of_other_version(self, kind: str, name: str, sha256: str) -> list[CaseRecord]:
+        """The records of the latest test run of this definition while its content hash was
+        not ``sha256`` (an earlier version); ``[]`` when there is none."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM test_results WHERE run_id = (SELECT run_id FROM test_results "
+                "WHERE kind = ? AND name = ? AND definition_sha256 != ? "
+                "ORDER BY recorded_at DESC, id DESC LIMIT 1) AND kind = ? AND name = ? "
+                "ORDER BY id", (kind, name, sha256, kind, name)).fetchall()
+        return [_case_record(row) for row in rows]
+
     def integrity(self) -> str:
         """``PRAGMA integrity_check``: "ok", or what SQLite found wrong."""
         with self._lock:
@@ -486,6 +578,10 @@ def _warn_not_running(call_id: str, row: sqlite3.Row | None) -> None:
     else:
         logger.warning("settle: call %s is already %s; the later settlement is ignored",
                        call_id, row["outcome"])
+
+
+def _case_record(row: sqlite3.Row) -> CaseRecord:
+    return CaseRecord(**{column: row[column] for column in _CASE_COLUMNS})
 
 
 def _usage_row(key: str, rows: Sequence[sqlite3.Row]) -> UsageRow:

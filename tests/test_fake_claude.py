@@ -490,6 +490,32 @@ def test_crash_step(tmp_path: Path) -> None:
     assert run_fake(tmp_path, "-p", script=[{"crash": "KILL"}]).returncode == -signal.SIGKILL
 
 
+def test_write_step_writes_under_the_cwd_as_the_write_tool_would(tmp_path: Path) -> None:
+    script = [{"init": {}}, {"tool_use": {"name": "Write", "input": {"file_path": "notes/a.md"}}},
+              {"write": {"path": "notes/a.md", "content": "written"}},
+              {"tool_result": {"content": "File created"}}, {"text": "Done."}, {"result": {}}]
+    done = run_fake(tmp_path, *STREAM, script=script)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "notes" / "a.md").read_text() == "written"
+    assert [e["type"] for e in events(done.stdout)] == \
+        ["system", "assistant", "user", "assistant", "result"]
+    for bad in ({"path": "/etc/x", "content": ""}, {"path": "../x", "content": ""},
+                {"path": "x"}):
+        refused = run_fake(tmp_path, *STREAM, script=[{"write": bad}])
+        assert refused.returncode == 3 and "write needs a relative path" in refused.stderr
+
+
+def test_json_schema_is_accepted_and_structured_output_is_scripted(tmp_path: Path) -> None:
+    schema = '{"type":"object","properties":{"n":{"type":"number"}},"required":["n"]}'
+    script = [{"init": {}}, {"tool_use": {"name": "StructuredOutput", "input": {"n": 1}}},
+              {"tool_result": {"content": "Structured output provided successfully"}},
+              {"result": {"structured_output": {"n": 1}, "result": '{"n":1}'}}]
+    done = run_fake(tmp_path, *STREAM, f"--json-schema={schema}", script=script)
+    assert done.returncode == 0, done.stderr
+    result = events(done.stdout)[-1]
+    assert (result["structured_output"], result["result"]) == ({"n": 1}, '{"n":1}')
+
+
 def test_session_ids(tmp_path: Path) -> None:
     other = "11111111-2222-4333-8444-555555555555"
     for args, expected in ((["--resume", UUID], UUID), (["-r", UUID], UUID),

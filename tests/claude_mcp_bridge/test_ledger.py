@@ -196,7 +196,8 @@ def test_settling_releases_the_rest_of_a_reservation(ledger):
 def test_a_refusal_says_what_is_spent_what_the_call_needs_and_when_it_resets(ledger):
     spend(ledger, 4.98)
     refusal = refused(ledger.reserve(call(), 0.50, NO_BUDGET, Budget(daily_usd=5.00), now=NOW))
-    assert str(refusal) == ("daily budget: $4.98 of $5.00 spent or reserved, this call needs up "
+    assert str(refusal) == ("daily budget: $4.98 of $5.00"
+                            " spent or reserved ($0.02 left), this call needs up "
                             "to $0.50; resets 00:00 UTC")
     assert (refusal.spent_usd, refusal.limit_usd, refusal.requested_usd) == (4.98, 5.00, 0.50)
 
@@ -205,7 +206,8 @@ def test_a_tool_budget_is_named_before_the_global_one_when_both_are_spent(ledger
     spend(ledger, 0.98)
     refusal = refused(ledger.reserve(call(), 0.05, Budget(daily_usd=1.00),
                                      Budget(daily_usd=1.00), now=NOW))
-    assert str(refusal) == ("daily budget of agent_reviewer: $0.98 of $1.00 spent or reserved, "
+    assert str(refusal) == ("daily budget of agent_reviewer: $0.98 of $1.00"
+                            " spent or reserved ($0.02 left), "
                             "this call needs up to $0.05; resets 00:00 UTC")
 
 
@@ -223,7 +225,8 @@ def test_a_monthly_budget_counts_earlier_days_and_resets_on_the_first(ledger):
     spend(ledger, 0.90, now=NOW - timedelta(days=5))
     tool_budget = Budget(daily_usd=1.00, monthly_usd=1.00)
     refusal = refused(ledger.reserve(call(), 0.20, tool_budget, NO_BUDGET, now=NOW))
-    assert str(refusal) == ("monthly budget of agent_reviewer: $0.90 of $1.00 spent or reserved, "
+    assert str(refusal) == ("monthly budget of agent_reviewer: $0.90 of $1.00"
+                            " spent or reserved ($0.10 left), "
                             "this call needs up to $0.20; resets on the 1st, 00:00 UTC")
 
 
@@ -244,7 +247,8 @@ def test_an_uncapped_call_reserves_all_that_is_left_and_blocks_the_next(ledger):
 
     refused(ledger.reserve(call(), 0.01, NO_BUDGET, daily, now=NOW))
     refusal = refused(ledger.reserve(call(), None, NO_BUDGET, daily, now=NOW))
-    assert str(refusal) == ("daily budget: $1.00 of $1.00 spent or reserved, nothing is left for "
+    assert str(refusal) == ("daily budget: $1.00 of $1.00"
+                            " spent or reserved ($0.00 left), nothing is left for "
                             "an uncapped call; resets 00:00 UTC")
 
     ledger.settle(uncapped.call_id, Settlement("ok", cost_usd=0.20), now=NOW)

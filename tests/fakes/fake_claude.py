@@ -44,6 +44,16 @@ Steps (one action key per step)
 ``{"spawn": "sleeper"}``             start ``sys.executable -c "import time; time.sleep(3600)"`` in
                                      the fake's process group, never waited for (a leaked MCP
                                      server); SIGTERM does not end it
+``{"write": {"path": "rel/file", "content": "..."}}``  write that file under the cwd (parent
+                                     folders made), as the real CLI's Write tool does when the
+                                     model calls it; script the tool_use/tool_result steps around
+                                     it for the events. Only relative paths without ``..``
+
+Structured output: ``--json-schema`` is accepted and not acted on. Script what 2.1.197 prints
+when the model answers it: a ``tool_use`` of ``StructuredOutput`` with the value as input, its
+``tool_result`` ("Structured output provided successfully"), then ``{"result":
+{"structured_output": value, "result": "<the value as JSON>"}}`` (the real CLI offers that tool
+to an agent with a ``tools`` list only when the list names it).
 
 Limits: with ``--max-budget-usd X``, a result whose ``total_cost_usd`` exceeds X is replaced by the
 2.1.197 ``error_max_budget_usd`` result (exit 1). With ``--max-turns N``, a text/tool_use step that
@@ -794,7 +804,7 @@ def now_iso() -> str:
 
 STEP_KEYS = {"init": set(), "text": set(), "tool_use": set(), "tool_result": set(),
              "result": {"exit"}, "raw": set(), "stderr": set(), "sleep": set(), "exit": set(),
-             "crash": set(), "hang": set(), "spawn": set()}
+             "crash": set(), "hang": set(), "spawn": set(), "write": set()}
 
 
 def script_error(message: str) -> Exit:
@@ -836,6 +846,13 @@ def load_script(prompt: str) -> list[dict[str, Any]] | None:
             raise script_error(f"bad step {step!r}: tool_use needs a name")
         if action in ("init", "result", "tool_result") and not isinstance(value, dict):
             raise script_error(f"bad step {step!r}: an object expected")
+        if action == "write" and not (
+                isinstance(value, dict) and set(value) == {"path", "content"}
+                and isinstance(value["path"], str) and isinstance(value["content"], str)
+                and value["path"] and not Path(value["path"]).is_absolute()
+                and ".." not in Path(value["path"]).parts):
+            raise script_error(f"bad step {step!r}: write needs a relative path (no '..') "
+                               "and a string content")
         if action == "spawn" and value != "sleeper":
             raise script_error(f"bad step {step!r}: only \"sleeper\" can be spawned")
         if action == "hang" and value not in (True, "ignore_term"):
@@ -1084,6 +1101,10 @@ class Run:
                     time.sleep(3600)
             elif action == "spawn":
                 spawn_sleeper()
+            elif action == "write":
+                target = Path(os.getcwd()) / value["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(value["content"])
         finish(self.exit_code)
 
 
