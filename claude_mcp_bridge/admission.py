@@ -1,14 +1,15 @@
 """Concurrency and queue limits: at most N children at once, at most Q calls waiting.
 
 One ``anyio.CapacityLimiter`` for the whole bridge (FIFO), plus one per tool that
-has its own ``max_concurrency``. A waiting call is told its position in the queue
-each time it moves; a call that would make the queue longer than ``max_queue`` is
-refused at once.
+has its own ``max_concurrency``; a call takes its tool's token, then the bridge's.
+Both limiters share one queue: a call that cannot start at once waits in it,
+whichever limiter holds it back, is told its position each time the queue moves,
+and is refused at once when ``max_queue`` calls are already waiting.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
@@ -30,6 +31,8 @@ class Slots:
         self._limiter = anyio.CapacityLimiter(max_concurrency)
         self._max_queue = max_queue
         self._waiting: list[object] = []
+        """Calls that could not start at once, in arrival order, whichever limiter they
+        wait for; a call's position is its place here."""
         self._moved = anyio.Event()
         self._per_tool: dict[str, anyio.CapacityLimiter] = {}
 
@@ -47,47 +50,49 @@ class Slots:
     ) -> AsyncIterator[None]:
         """Hold a slot for the body; raises ``QueueFull`` when the call cannot even wait."""
         token = object()
-        if self._limiter.available_tokens < 1 and len(self._waiting) >= self._max_queue:
-            raise QueueFull(self.running, self.waiting)
         tool_limiter = self._tool_limiter(tool, tool_concurrency)
-        if tool_limiter is not None:
-            await tool_limiter.acquire_on_behalf_of(token)
+        limiters = [self._limiter] if tool_limiter is None else [tool_limiter, self._limiter]
+        held: list[anyio.CapacityLimiter] = []
         try:
-            await self._acquire(token, on_queued)
-            try:
-                yield
-            finally:
-                self._limiter.release_on_behalf_of(token)
+            # No await between the check and taking the tokens or a place in the queue,
+            # so concurrent calls see each other's effect.
+            if all(_free(limiter) for limiter in limiters):
+                for limiter in limiters:
+                    limiter.acquire_on_behalf_of_nowait(token)
+                    held.append(limiter)
+            elif len(self._waiting) >= self._max_queue:
+                raise QueueFull(self.running, self.waiting)
+            else:
+                await self._wait(token, limiters, held, on_queued)
+            yield
         finally:
-            if tool_limiter is not None:
-                tool_limiter.release_on_behalf_of(token)
+            for limiter in reversed(held):
+                limiter.release_on_behalf_of(token)
 
     def _tool_limiter(self, tool: str, limit: int | None) -> anyio.CapacityLimiter | None:
         if limit is None:
             return None
         limiter = self._per_tool.get(tool)
-        if limiter is None or limiter.total_tokens != limit:
+        if limiter is None:
             limiter = self._per_tool[tool] = anyio.CapacityLimiter(limit)
+        elif limiter.total_tokens != limit:
+            # Resize in place: a new limiter would forget the calls holding the old one.
+            limiter.total_tokens = limit
         return limiter
 
-    async def _acquire(self, token: object, on_queued: OnQueued) -> None:
-        try:
-            self._limiter.acquire_on_behalf_of_nowait(token)
-            return
-        except anyio.WouldBlock:
-            pass
+    async def _wait(
+        self, token: object, limiters: Sequence[anyio.CapacityLimiter],
+        held: list[anyio.CapacityLimiter], on_queued: OnQueued,
+    ) -> None:
+        """Queue for every limiter in order, appending each one taken to ``held``."""
         self._waiting.append(token)
-        acquired = False
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._tell_position, token, on_queued)
-                await self._limiter.acquire_on_behalf_of(token)
-                acquired = True
+                for limiter in limiters:
+                    await limiter.acquire_on_behalf_of(token)
+                    held.append(limiter)
                 tg.cancel_scope.cancel()
-        except BaseException:
-            if acquired:
-                self._limiter.release_on_behalf_of(token)
-            raise
         finally:
             self._waiting.remove(token)
             self._moved.set()
@@ -101,3 +106,8 @@ class Slots:
                 told = position
                 await on_queued(position)
             await self._moved.wait()
+
+
+def _free(limiter: anyio.CapacityLimiter) -> bool:
+    """A token can be taken now without passing anyone already waiting for one."""
+    return limiter.available_tokens >= 1 and limiter.statistics().tasks_waiting == 0

@@ -28,7 +28,7 @@ from .catalog import Catalog, ToolEntry, build_catalog
 from .command import CommandError, build_command
 from .errors import UnknownToolError
 from .events import Event, ProgressNarrator
-from .ledger import Budget, BudgetRefusal, CallStart, Ledger, Reservation, Settlement
+from .ledger import Budget, BudgetRefusal, CallStart, Ledger, Outcome, Reservation, Settlement
 from .policy import Refused, RunPlan, plan_call
 from .result import CallReport, bounded, refusal, report, to_call_tool_result
 from .runner import Command, Limits, run
@@ -163,7 +163,7 @@ class Bridge:
         self.draining = False
         self._in_flight: dict[anyio.CancelScope, Hashable | None] = {}
         """Each running call's stop scope, with the key its transport knows it by."""
-        self._stopped: dict[anyio.CancelScope, str] = {}
+        self._stopped: dict[anyio.CancelScope, tuple[Outcome, str]] = {}
         """Why the bridge stopped a call (shutdown, client gone), for its answer and row."""
         self._idle = anyio.Event()
         self._idle.set()
@@ -218,6 +218,7 @@ class Bridge:
         limits = Limits(timeout_s=admitted.plan.timeout_s, kill_grace_s=configured.kill_grace_s,
                         result_grace_s=configured.result_grace_s, stall_s=configured.stall_s)
         settled = False
+        ran = False
         began = time.monotonic()
         logger.info("call %s %s started", reservation.call_id[:8], entry.name, extra={
             "event": "call.start", "call_id": reservation.call_id, "tool": entry.name})
@@ -226,23 +227,23 @@ class Bridge:
             try:
                 async with self.slots.slot(entry.name, entry.policy.max_concurrency,
                                            progress.queued):
+                    ran = True
                     outcome = await self._run(admitted, limits, progress, began)
-                await self._settle(reservation, entry.name, outcome, began)
+                await self._settle(admitted, outcome, began)
                 settled = True
                 return to_call_tool_result(outcome)
             except QueueFull as exc:
-                await self._settle_without_run(reservation, entry.name, "refused", str(exc), began)
+                await self._settle_stopped(admitted, "refused", str(exc), began, ran=False)
                 settled = True
                 return refusal(entry.name, str(exc))
             finally:
                 if not settled:  # cancelled (client, disconnect, shutdown) or a bug
-                    why = self._stopped.get(stop, "cancelled by the client")
+                    ended, why = self._stopped.get(stop, ("cancelled", "cancelled by the client"))
                     with anyio.CancelScope(shield=True):
-                        await self._settle_without_run(reservation, entry.name, "cancelled", why,
-                                                      began)
+                        await self._settle_stopped(admitted, ended, why, began, ran=ran)
                 self._untrack(stop)
         # only a stop by the bridge (our own scope) gets here; a client's cancel propagates
-        why = self._stopped.pop(stop, "stopped")
+        _, why = self._stopped.pop(stop, ("cancelled", "stopped"))
         return refusal(entry.name, f"{why} before the call finished; the agent was stopped")
 
     async def _run(
@@ -290,13 +291,10 @@ class Bridge:
             return Refused(str(exc))
         return plan, command
 
-    async def _settle(
-        self, reservation: Reservation, tool: str, call: CallReport, began: float
-    ) -> None:
+    async def _settle(self, admitted: Admitted, call: CallReport, began: float) -> None:
+        reservation, tool = admitted.reservation, admitted.entry.name
         output = call.output
-        cost = output.cost_usd
-        if cost is None and call.outcome != "ok":
-            cost = reservation.reserved_usd  # unknown spend is charged in full, never lost
+        cost = output.cost_usd if output.cost_usd is not None else _unknown_cost(admitted)
         settlement = Settlement(
             outcome=call.outcome, cost_usd=cost, num_turns=output.num_turns,
             session_id=output.session_id, usage=_tokens(output.usage),
@@ -306,10 +304,12 @@ class Bridge:
         _log_end(reservation, tool, call.outcome, cost, began,
                  call.message[:200] if call.outcome != "ok" else None)
 
-    async def _settle_without_run(
-        self, reservation: Reservation, tool: str, outcome: Any, why: str, began: float
+    async def _settle_stopped(
+        self, admitted: Admitted, outcome: Outcome, why: str, began: float, *, ran: bool
     ) -> None:
-        charged = reservation.reserved_usd if outcome == "cancelled" else 0.0
+        """Settle a call that was refused in the queue or stopped (it has no result)."""
+        reservation, tool = admitted.reservation, admitted.entry.name
+        charged = _unknown_cost(admitted) if ran else 0.0
         await anyio.to_thread.run_sync(
             self.ledger.settle, reservation.call_id,
             Settlement(outcome=outcome, cost_usd=charged, error=why))
@@ -352,18 +352,18 @@ class Bridge:
             logger.warning("shutting down: stopping %d call(s) still running",
                            len(self._in_flight))
         for scope in list(self._in_flight):
-            self._stop(scope, "stopped by the bridge shutting down")
+            self._stop(scope, "interrupted", "stopped by the bridge shutting down")
 
-    def stop_call(self, key: Hashable, why: str) -> bool:
+    def stop_call(self, key: Hashable, why: str, *, outcome: Outcome = "cancelled") -> bool:
         """Stop the call its transport knows as ``key``; False when none is running."""
         for scope, known_as in list(self._in_flight.items()):
             if known_as == key:
-                self._stop(scope, why)
+                self._stop(scope, outcome, why)
                 return True
         return False
 
-    def _stop(self, scope: anyio.CancelScope, why: str) -> None:
-        self._stopped.setdefault(scope, why)
+    def _stop(self, scope: anyio.CancelScope, outcome: Outcome, why: str) -> None:
+        self._stopped.setdefault(scope, (outcome, why))
         scope.cancel()
 
     # -- the catalog ----------------------------------------------------------------------
@@ -407,6 +407,21 @@ def _log_end(
                extra={"event": "call.end", "call_id": reservation.call_id,
                       "tool": tool, "outcome": outcome, "cost_usd": cost,
                       "duration_ms": duration_ms})
+
+
+def _unknown_cost(admitted: Admitted) -> float:
+    """What a call whose cost the CLI never reported is charged.
+
+    A capped call may have spent up to its cap (``--max-budget-usd``), so the cap is
+    charged: the budget is never overspent. An uncapped call's reservation is all that
+    was left of the tightest budget, and charging that for a crash at start-up would
+    block the rest of the day, so it is charged 0 and the log says the cost is unknown.
+    """
+    if admitted.plan.max_budget_usd is not None:
+        return admitted.plan.max_budget_usd
+    logger.warning("call %s ended without reporting its cost and had no cap; charged $0",
+                   admitted.call_id[:8])
+    return 0.0
 
 
 def _tokens(usage: Mapping[str, Any]) -> dict[str, int]:

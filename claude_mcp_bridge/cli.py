@@ -21,10 +21,12 @@ import platformdirs
 
 from agents_registry import Registry, Roots, user_config_dir
 
-from . import logs
+from . import agent_tests, logs
 from .catalog import Catalog
 from .config import CONFIG_VAR, config_path, load_config
 from .errors import ConfigError
+from .hygiene import description_warnings
+from .jobs import JobBoard
 from .mcp_config import forwarded_mcp
 from .reload import watch
 from .server import Bridge, create_server, load_catalog, open_bridge
@@ -40,8 +42,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = build_settings(args, os.environ)
     except ConfigError as exc:
-        print(f"claude-mcp-bridge: {exc}", file=sys.stderr)
-        return 2
+        if args.command != "doctor":
+            print(f"claude-mcp-bridge: {exc}", file=sys.stderr)
+            return 2
+        # doctor still checks everything else, with the defaults in place of the config
+        from .doctor import Check
+
+        print(Check("config", "fail", f"{exc}; fix it and run doctor again"))
+        try:
+            settings = build_settings(args, os.environ, defaults=True)
+        except ConfigError as again:
+            print(Check("settings", "fail", str(again)))
+            return 1
+        _doctor(args, settings)
+        return 1
     handler = _COMMANDS[args.command]
     try:
         return handler(args, settings)
@@ -49,8 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def build_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
-    config_file = config_path(args.config, environ, _default_config_file())
+def build_settings(
+    args: argparse.Namespace, environ: Mapping[str, str], *, defaults: bool = False
+) -> Settings:
+    """Settings from flags, environment and the config file (``defaults``: ignore the file)."""
+    config_file = None if defaults else config_path(args.config, environ, _default_config_file())
     config = load_config(config_file)
     if args.timeout is not None:
         limits = config.limits.model_copy(update={"timeout_s": args.timeout})
@@ -106,18 +123,19 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     with open_bridge(settings) as bridge:
         _log_start(settings, bridge.catalog)
-        server = create_server(bridge)
+        jobs = JobBoard(bridge)
+        server = create_server(bridge, jobs)
         if args.transport == "stdio":
-            anyio.run(_serving, bridge, partial(serve_stdio, server))
+            anyio.run(_serving, bridge, jobs, partial(serve_stdio, server))
         else:
-            anyio.run(_serving, bridge, partial(serve_http, bridge, server, options))
+            anyio.run(_serving, bridge, jobs, partial(serve_http, bridge, server, options))
     return 0
 
 
-async def _serving(bridge: Bridge, serve: Callable[[], Awaitable[None]]) -> None:
-    """Run a transport, with the hot-reload watcher beside it when enabled."""
+async def _serving(bridge: Bridge, jobs: JobBoard, serve: Callable[[], Awaitable[None]]) -> None:
+    """Run a transport, with background jobs and the hot-reload watcher beside it."""
     reload = bridge.settings.config.reload
-    async with anyio.create_task_group() as tg:
+    async with jobs.running(), anyio.create_task_group() as tg:
         if reload.enabled:
             tg.start_soon(partial(watch, bridge.settings.roots, bridge.reload,
                                   poll_s=reload.poll_s, debounce_s=reload.debounce_s))
@@ -157,7 +175,9 @@ def _listing(catalog: Catalog) -> dict[str, Any]:
             for entry in catalog.entries.values()
         ],
         "rejected": _diagnostics(catalog.registry, "error"),
-        "warnings": _diagnostics(catalog.registry, "warning"),
+        "warnings": _diagnostics(catalog.registry, "warning") + [
+            {"path": str(w.definition.path), "reason": w.reason}
+            for w in description_warnings(catalog.registry.definitions())],
     }
 
 
@@ -177,10 +197,14 @@ def _listing_text(catalog: Catalog, project_dir: Path) -> str:
         lines.append(f"  {entry.name:<{width}}  {definition.scope:<7}  "
                      f"{_short(definition.path, project_dir)}")
     for severity, title in (("error", "rejected files"), ("warning", "warnings")):
-        found = [d for d in catalog.registry.diagnostics if d.severity == severity]
+        found = [(d.path, d.reason) for d in catalog.registry.diagnostics
+                 if d.severity == severity]
+        if severity == "warning":
+            found += [(w.definition.path, w.reason)
+                      for w in description_warnings(catalog.registry.definitions())]
         if found:
             lines.append(f"{len(found)} {title}")
-            lines += [f"  {_short(d.path, project_dir)}: {d.reason}" for d in found]
+            lines += [f"  {_short(path, project_dir)}: {reason}" for path, reason in found]
     return "\n".join(lines)
 
 
@@ -226,7 +250,8 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(check.ok for check in checks) else 1
 
 
-_COMMANDS = {"serve": _serve, "list": _list, "call": _call, "usage": _usage, "doctor": _doctor}
+_COMMANDS = {"serve": _serve, "list": _list, "call": _call, "usage": _usage, "doctor": _doctor,
+             "test": agent_tests.run}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -274,6 +299,7 @@ def _parser() -> argparse.ArgumentParser:
         "doctor", parents=[common], help="check the installation and the config",
         description="Check claude (found, version, flags), the config, the definition files "
                     "and the ledger; one line per check, with what to do when one fails.")
+    agent_tests.add_parser(sub, common)
     return parser
 
 

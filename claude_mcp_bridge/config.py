@@ -117,6 +117,24 @@ class HttpConfig(_Section):
     """On SIGTERM/SIGINT, how long calls in flight may finish before they are stopped."""
 
 
+class CatalogConfig(_Section):
+    mode: Literal["tools", "router", "both"] = "tools"
+    """tools: one tool per agent and skill; router: find_agent + run_agent; both."""
+    jobs: bool | None = None
+    """Publish job_start, job_status, job_result and job_cancel (start-and-poll calls);
+    unset: yes, except in router mode, which keeps the catalog to two tools."""
+    test_tool: bool | None = None
+    """Publish test_agent (run an agent's test cases); unset: as ``jobs``."""
+
+    @property
+    def publish_jobs(self) -> bool:
+        return self.jobs if self.jobs is not None else self.mode != "router"
+
+    @property
+    def publish_test_tool(self) -> bool:
+        return self.test_tool if self.test_tool is not None else self.mode != "router"
+
+
 class ReloadConfig(_Section):
     enabled: bool = True
     """Rebuild the catalog when definition files change and tell clients (list_changed)."""
@@ -161,6 +179,7 @@ class Config(_Section):
     discovery: DiscoveryConfig = DiscoveryConfig()
     http: HttpConfig = HttpConfig()
     reload: ReloadConfig = ReloadConfig()
+    catalog: CatalogConfig = CatalogConfig()
     agents: dict[str, ToolConfig] = {}
     skills: dict[str, ToolConfig] = {}
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 from agents_registry import load_registry
 
+from .hygiene import description_warnings
 from .ledger import Ledger
 from .settings import CLAUDE_BIN_VAR, Settings
 
@@ -75,11 +76,16 @@ def _flags_check(help_text: str, settings: Settings) -> Check:
 def _definitions_check(settings: Settings) -> Check:
     registry = load_registry(settings.roots)
     rejected = [d for d in registry.diagnostics if d.severity == "error"]
+    unclear = description_warnings(registry.definitions())
     summary = f"{len(registry.agents)} agents, {len(registry.skills)} skills"
-    if not rejected:
+    if not rejected and not unclear:
         return Check("definitions", "ok", summary)
-    lines = "; ".join(str(d) for d in rejected)
-    return Check("definitions", "warn", f"{summary}; {len(rejected)} rejected: {lines}")
+    problems = [f"{len(rejected)} rejected: " + "; ".join(str(d) for d in rejected)] \
+        if rejected else []
+    if unclear:
+        problems.append(f"{len(unclear)} description warnings: "
+                        + "; ".join(str(w) for w in unclear))
+    return Check("definitions", "warn", f"{summary}; " + "; ".join(problems))
 
 
 def _ledger_check(settings: Settings) -> Check:

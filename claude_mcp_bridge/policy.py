@@ -122,8 +122,15 @@ def plan_call(
     if isinstance(cwd, Refused):
         return cwd
     declared = definition.tools if definition.kind == "agent" else definition.allowed_tools
+    tools = narrow_tools(declared, policy.allowed_tools)
+    if tools == () and policy.allowed_tools and declared != ():
+        # An empty list could read as "the default tools" somewhere down the line: refuse.
+        return Refused(
+            f"{definition.path}: none of its tools ({', '.join(declared or ('the defaults',))}) "
+            "is allowed by [permissions] allowed_tools; widen the allow-list or the "
+            "definition's tools")
     return RunPlan(
-        tools=narrow_tools(declared, policy.allowed_tools),
+        tools=tools,
         disallowed_tools=_unique([*(definition.disallowed_tools or ()), *policy.disallowed_tools]),
         permission_mode=mode,
         model=arguments.model or definition.model,

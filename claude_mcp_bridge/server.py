@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Any
 
@@ -18,9 +19,14 @@ from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import ListenHandler
 
+from . import agent_tests
 from .bridge import RESULTS_URI, Bridge, Caller, Progress, load_catalog, open_bridge
+from .catalog import Catalog
 from .errors import UnknownToolError
+from .jobs import JOB_TOOL_NAMES, JOB_TOOLS, JobBoard
 from .result import refusal
+from .router import Router, find_agent_answer, resolve, router_for, router_tools
+from .schemas import INPUT_SCHEMA
 from .usage import USAGE_URI, usage_resource
 
 __all__ = ["Bridge", "Caller", "Progress", "create_server", "load_catalog", "open_bridge"]
@@ -32,6 +38,45 @@ INSTRUCTIONS = (
     "separate headless Claude Code session and returns its final answer, cost and session_id. "
     "Give the tool a complete, self-contained prompt; pass session_id back to ask a follow-up."
 )
+
+
+async def _job_call(jobs: JobBoard, name: str, arguments: dict[str, Any],
+                    caller: Caller) -> types.CallToolResult:
+    if name == "job_start":
+        tool, inner = arguments.get("tool"), arguments.get("arguments", {})
+        if not isinstance(tool, str) or not isinstance(inner, dict) or set(arguments) - {
+                "tool", "arguments"}:
+            return refusal(name, "invalid arguments: expected {tool: string, arguments: object}")
+        return await jobs.start(tool, inner, caller)
+    job_id = arguments.get("job_id")
+    if not isinstance(job_id, str) or not job_id:
+        return refusal(name, "invalid arguments: job_id (a string) is required")
+    if name == "job_status":
+        return await jobs.status(job_id)
+    if name == "job_cancel":
+        return await jobs.cancel(job_id)
+    wait_s = arguments.get("wait_s", 30)
+    if isinstance(wait_s, bool) or not isinstance(wait_s, int | float):
+        return refusal(name, "invalid arguments: wait_s must be a number of seconds")
+    return await jobs.result(job_id, float(wait_s))
+
+
+async def _find_agent(bridge: Bridge, router: Router,
+                      arguments: dict[str, Any]) -> types.CallToolResult:
+    task, limit = arguments.get("task"), arguments.get("limit", 5)
+    if not isinstance(task, str) or not task.strip():
+        return refusal("find_agent", "invalid arguments: task (a non-empty string) is required")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 20:
+        return refusal("find_agent", "invalid arguments: limit must be an integer from 1 to 20")
+    history = await anyio.to_thread.run_sync(_history, bridge)
+    return find_agent_answer(router.rank(task, limit, history), task)
+
+
+def _history(bridge: Bridge) -> dict[str, tuple[int, int]]:
+    """(successful, finished) calls per tool over the last 30 days."""
+    since = datetime.now(UTC) - timedelta(days=30)
+    return {row.key: (row.ok, row.calls - row.refused)
+            for row in bridge.ledger.usage(since=since, by="tool") if row.key != "total"}
 
 
 def request_key(ctx: ServerRequestContext[Any]) -> Hashable | None:
@@ -67,22 +112,74 @@ class _BridgeServer(Server[Any]):
             experimental_capabilities, extensions)
 
 
-def create_server(bridge: Bridge) -> Server[Any]:
+ROUTER_TOOLS = router_tools(INPUT_SCHEMA)
+ROUTER_TOOL_NAMES = frozenset(tool.name for tool in ROUTER_TOOLS)
+
+
+class _Routing:
+    """The router index of the current catalog, rebuilt only when the catalog changes."""
+
+    def __init__(self) -> None:
+        self._for: Catalog | None = None
+        self._router: Router | None = None
+
+    def router(self, catalog: Catalog) -> Router:
+        if self._router is None or self._for is not catalog:
+            self._router, self._for = router_for(catalog), catalog
+        return self._router
+
+
+def published(bridge: Bridge, jobs: JobBoard | None) -> list[types.Tool]:
+    """The tool list: per-definition tools, router tools and job tools, per the config."""
+    mode = bridge.settings.config.catalog.mode
+    tools = list(bridge.catalog.tools) if mode in ("tools", "both") else []
+    if mode in ("router", "both"):
+        tools += ROUTER_TOOLS
+    if jobs is not None and bridge.settings.config.catalog.publish_jobs:
+        tools += JOB_TOOLS
+    if bridge.settings.config.catalog.publish_test_tool:
+        tools.append(agent_tests.tool())
+    return tools
+
+
+def create_server(bridge: Bridge, jobs: JobBoard | None = None) -> Server[Any]:
+    """The MCP server of ``bridge``; job tools are published when ``jobs`` is given (its
+    ``running()`` must be entered while serving)."""
+    routing = _Routing()
+
     async def on_initialized(ctx: ServerRequestContext[Any], params: Any) -> None:
         bridge.notifier.remember(ctx.session)
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=list(bridge.catalog.tools))
+        return types.ListToolsResult(tools=published(bridge, jobs))
+
+    async def dispatch(ctx: ServerRequestContext[Any], name: str,
+                       arguments: dict[str, Any]) -> types.CallToolResult:
+        caller = _caller(ctx)
+        if name == agent_tests.TOOL_NAME and bridge.settings.config.catalog.publish_test_tool:
+            return await agent_tests.call_tool(bridge, arguments,
+                                               Progress.to_session(ctx.session))
+        if name in JOB_TOOL_NAMES and jobs is not None and bridge.settings.config.catalog.publish_jobs:
+            return await _job_call(jobs, name, arguments, caller)
+        if name in ROUTER_TOOL_NAMES and bridge.settings.config.catalog.mode != "tools":
+            if name == "find_agent":
+                return await _find_agent(bridge, routing.router(bridge.catalog), arguments)
+            target = resolve(bridge.catalog, str(arguments.get("name", "")))
+            if isinstance(target, str):
+                return refusal(name, target)
+            rest = {k: v for k, v in arguments.items() if k != "name"}
+            return await bridge.call(target.name, rest, Progress.to_session(ctx.session), caller,
+                                     request_key(ctx))
+        return await bridge.call(name, arguments, Progress.to_session(ctx.session), caller,
+                                 request_key(ctx))
 
     async def call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         try:
-            return await bridge.call(params.name, params.arguments,
-                                     Progress.to_session(ctx.session), _caller(ctx),
-                                     request_key(ctx))
+            return await dispatch(ctx, params.name, dict(params.arguments or {}))
         except UnknownToolError as exc:
             raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from exc
         except Exception:

@@ -12,3 +12,8 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def agent_tools(tools) -> list[str]:
+    """The names of the per-definition tools, without the bridge's own (jobs, router)."""
+    return [t.name for t in tools if t.name.startswith(("agent_", "skill_"))]

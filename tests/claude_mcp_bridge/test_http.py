@@ -17,7 +17,7 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 
-from tests.support import pid_alive
+from tests.support import agent_tools, pid_alive
 
 pytestmark = pytest.mark.anyio
 
@@ -143,7 +143,7 @@ async def test_streamable_http_lists_and_calls_with_progress(workspace, fake_cla
             tools = (await client.list_tools()).tools
             result = await client.call_tool("agent_reviewer", {"prompt": "check"},
                                             progress_callback=on_progress)
-    assert [t.name for t in tools] == ["agent_reviewer"]
+    assert agent_tools(tools) == ["agent_reviewer"]
     assert result.content[0].text == "All fine."
     assert result.structured_content["cost_usd"] == 0.02
     assert "starting agent reviewer" in messages
@@ -162,7 +162,7 @@ async def test_legacy_sse_lists_and_calls_with_progress(workspace, fake_claude, 
             tools = (await client.list_tools()).tools
             result = await client.call_tool("agent_reviewer", {"prompt": "check"},
                                             progress_callback=on_progress)
-    assert [t.name for t in tools] == ["agent_reviewer"]
+    assert agent_tools(tools) == ["agent_reviewer"]
     assert result.content[0].text == "Over SSE."
     assert "starting agent reviewer" in messages
 
@@ -245,7 +245,7 @@ async def test_a_token_is_required_and_never_logged(workspace, fake_claude, serv
         from mcp.client.streamable_http import streamable_http_client
         async with Client(streamable_http_client(running.url + "/mcp", http_client=authed)) \
                 as client:
-            assert [t.name for t in (await client.list_tools()).tools] == ["agent_reviewer"]
+            assert agent_tools((await client.list_tools()).tools) == ["agent_reviewer"]
     running.stop()
     assert running.stderr_lines
     assert not any(TOKEN in line for line in running.stderr_lines)
@@ -379,7 +379,7 @@ async def test_sigterm_stops_a_call_that_outlives_the_drain(workspace, fake_clau
     assert running.stop() == 0
     await wait_dead([r["pid"] for r in fake_claude.records()] + fake_claude.spawned_pids())
     [row] = running.ledger_rows()
-    assert row["outcome"] == "cancelled"
+    assert row["outcome"] == "interrupted"
     assert "shutting down" in row["error"]
 
 
@@ -419,7 +419,7 @@ async def test_hot_reload_tells_clients_and_publishes_the_new_tool(
                 async for event in subscription:
                     assert type(event).__name__ == "ToolsListChanged"
                     break
-            names = [t.name for t in (await modern.list_tools()).tools]
+            names = agent_tools((await modern.list_tools()).tools)
             assert names == ["agent_reviewer", "agent_writer"]
             result = await legacy.call_tool("agent_writer", {"prompt": "hi"})
             assert not result.is_error

@@ -39,7 +39,7 @@ async def test_tools_list_shows_every_agent_and_skill(workspace, fake_claude, mo
     with make_server(workspace, fake_claude) as server:
         async with Client(server, mode=mode) as client:
             tools = (await client.list_tools()).tools
-    assert [t.name for t in tools] == ["agent_reviewer", "skill_changelog"]
+    assert [t.name for t in tools] == ["agent_reviewer", "skill_changelog", "test_agent"]
     assert tools[0].input_schema["required"] == ["prompt"]
     assert tools[0].output_schema["properties"]["cost_usd"]
 

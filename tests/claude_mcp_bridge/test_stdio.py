@@ -9,7 +9,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.support import pid_alive
+from tests.support import agent_tools, pid_alive
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +40,7 @@ async def test_a_stdio_client_lists_and_calls_with_progress(workspace, fake_clau
             tools = (await client.list_tools()).tools
             result = await client.call_tool("agent_reviewer", {"prompt": "check"},
                                             progress_callback=on_progress)
-    assert [t.name for t in tools] == ["agent_reviewer"]
+    assert agent_tools(tools) == ["agent_reviewer"]
     assert result.content[0].text == "All fine."
     assert "starting agent reviewer" in messages
     record = fake_claude.last()
@@ -207,7 +207,7 @@ async def test_hot_reload_works_over_stdio_too(workspace, fake_claude, mode):
     with anyio.fail_after(30):
         async with Client(server_params(workspace, fake_claude, "--config", str(config)),
                           mode=mode, message_handler=on_message) as client:
-            assert [t.name for t in (await client.list_tools()).tools] == ["agent_reviewer"]
+            assert agent_tools((await client.list_tools()).tools) == ["agent_reviewer"]
             if mode == "legacy":
                 workspace.agent("writer")
                 await changed.wait()
@@ -216,5 +216,5 @@ async def test_hot_reload_works_over_stdio_too(workspace, fake_claude, mode):
                     workspace.agent("writer")
                     async for _ in subscription:
                         break
-            tools = [t.name for t in (await client.list_tools()).tools]
+            tools = agent_tools((await client.list_tools()).tools)
     assert tools == ["agent_reviewer", "agent_writer"]
