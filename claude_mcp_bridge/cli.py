@@ -85,8 +85,9 @@ def build_settings(
                         project_dir, args.strict_mcp_config or config.mcp.strict)
     if mcp.removed:
         logger.info(
-            "%s/.mcp.json registers this bridge (%s): not forwarded to children, which run "
-            "with --strict-mcp-config", project_dir, ", ".join(mcp.removed))
+            "an .mcp.json above %s registers this bridge (%s): children get its other "
+            "servers forwarded and run with --strict-mcp-config", project_dir,
+            ", ".join(mcp.removed))
     return Settings(
         roots=roots,
         claude=find_claude(environ),

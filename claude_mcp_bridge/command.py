@@ -23,6 +23,7 @@ from typing import Any
 
 from agents_registry import AgentDefinition, Definition, SkillDefinition
 
+from .mcp_config import call_flags
 from .policy import RunPlan
 from .runner import Command
 from .settings import DEPTH_VAR, Settings
@@ -46,7 +47,8 @@ def build_command(
         argv += _skill_flags(definition, plan)
     argv += _tool_flags(plan.tools, plan.disallowed_tools)
     argv += _plan_flags(plan)
-    argv += _mcp_flags(settings)
+    argv += call_flags(settings.mcp_configs, settings.strict_mcp_config, plan.cwd,
+                       settings.project_dir)
     return Command(
         argv=tuple(argv),
         env=child_env(settings.base_env, settings.depth),
@@ -72,6 +74,8 @@ def _agent_flags(agent: AgentDefinition, plan: RunPlan) -> list[str]:
         inline["skills"] = list(agent.skills)
     if agent.effort:
         inline["effort"] = agent.effort
+    if agent.mcp_servers:
+        inline["mcpServers"] = agent.mcp_servers
     if plan.permission_mode:
         inline["permissionMode"] = plan.permission_mode
     return [f"--agents={json.dumps({agent.name: inline})}", f"--agent={agent.name}"]
@@ -116,18 +120,15 @@ def _plan_flags(plan: RunPlan) -> list[str]:
     return flags
 
 
-def _mcp_flags(settings: Settings) -> list[str]:
-    flags: list[str] = []
-    if settings.mcp_configs:
-        flags += ["--mcp-config", *settings.mcp_configs]
-    if settings.strict_mcp_config:
-        flags.append("--strict-mcp-config")
-    return flags
 
 
 def child_env(base: Mapping[str, str], depth: int) -> dict[str, str]:
     env = {key: value for key, value in base.items() if key not in _REMOVED_ENV}
     env[DEPTH_VAR] = str(depth + 1)
+    # 2.1.197 connects MCP servers in the background, so a slow forwarded server can miss
+    # the first model turn; wait for them (bounded by MCP_CONNECT_TIMEOUT_MS) unless the
+    # user chose otherwise.
+    env.setdefault("MCP_CONNECTION_NONBLOCKING", "0")
     return env
 
 

@@ -207,9 +207,14 @@ class ProgressNarrator:
         match event:
             case InitEvent(model=model, tools=tools, mcp_servers=servers):
                 text = f"started ({model or 'default model'}, {len(tools)} tools"
-                failed = [name for name, status in servers if status != "connected"]
+                connected = [name for name, status in servers if status == "connected"]
+                pending = [name for name, status in servers if status == "pending"]
+                failed = [name for name, status in servers
+                          if status not in ("connected", "pending")]
                 if servers:
-                    text += f", MCP: {len(servers) - len(failed)}/{len(servers)} connected"
+                    text += f", MCP: {len(connected)}/{len(servers)} connected"
+                if pending:
+                    text += f"; pending: {', '.join(pending)}"
                 if failed:
                     text += f"; failed: {', '.join(failed)}"
                 return text + ")"

@@ -1,12 +1,15 @@
 """The MCP configuration forwarded to every child with ``--mcp-config``.
 
-Sources: explicit files (``serve --mcp-config PATH``, the config file) and the
-project's ``.mcp.json``. In ``-p`` mode the CLI loads a project ``.mcp.json``
-even when nobody approved it; when that file registers this bridge, a child
-working in the project would start the bridge again and call itself. So the
-project file is forwarded with the bridge's own entries removed, and its
-presence turns on ``--strict-mcp-config`` (the child then sees only what is
-forwarded). Explicit files are forwarded as they are: naming one is asking.
+Sources: explicit files (``serve --mcp-config PATH``, the config file), forwarded
+as they are (naming one is asking), and the ``.mcp.json`` files the child would
+load by itself. In ``-p`` mode the CLI loads, unapproved, the ``.mcp.json`` of its
+working directory and of every parent directory up to ``/``. When one of them
+registers this bridge, a child would start the bridge again and call itself. So
+for each call the chain of ``.mcp.json`` files above its working directory is read;
+if any registers the bridge, their other servers are forwarded inline (the nearest
+file wins a name) and ``--strict-mcp-config`` keeps the child from loading the
+files itself. In strict mode (asked for) a child gets the explicit files and the
+project's own ``.mcp.json`` (without the bridge), nothing else.
 """
 
 from __future__ import annotations
@@ -33,17 +36,53 @@ class ForwardedMcp:
 
 
 def forwarded_mcp(explicit: Iterable[Path], project_dir: Path, strict: bool) -> ForwardedMcp:
-    configs = [str(_checked(path)) for path in explicit]
-    removed: tuple[str, ...] = ()
-    project_file = project_dir / ".mcp.json"
-    if project_file.is_file():
-        servers = _servers(_load(project_file), project_file)
-        kept = {name: entry for name, entry in servers.items() if not is_bridge_entry(entry)}
-        removed = tuple(sorted(set(servers) - set(kept)))
-        if kept:
-            configs.append(json.dumps({"mcpServers": kept}, sort_keys=True))
-        strict = strict or bool(removed)
-    return ForwardedMcp(tuple(configs), strict, removed)
+    """The explicit files (checked now, so a bad one stops the server at start-up), and
+    which bridge entries the project's chain of ``.mcp.json`` files holds (for the log)."""
+    configs = tuple(str(_checked(path)) for path in explicit)
+    return ForwardedMcp(configs, strict, chain_for(project_dir).removed)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """What the ``.mcp.json`` files above one directory mean for a child working there."""
+
+    servers: Mapping[str, Any]
+    """Every server but this bridge, the nearest file winning a name."""
+    removed: tuple[str, ...]
+    """Entries that start this bridge."""
+
+
+def chain_for(directory: Path, *, parents: bool = True) -> Chain:
+    """Read the ``.mcp.json`` of ``directory`` and of each parent (or of ``directory``
+    only); unreadable ones are skipped (the CLI would skip them too)."""
+    servers: dict[str, Any] = {}
+    removed: list[str] = []
+    for folder in (directory, *directory.parents) if parents else (directory,):
+        path = folder / ".mcp.json"
+        try:
+            found = _servers(_load(path), path) if path.is_file() else {}
+        except ConfigError:
+            continue
+        for name, entry in found.items():
+            if is_bridge_entry(entry):
+                removed.append(f"{name} ({path})")
+            else:
+                servers.setdefault(name, entry)
+    return Chain(servers, tuple(removed))
+
+
+def call_flags(
+    configs: tuple[str, ...], strict: bool, cwd: Path, project_dir: Path
+) -> list[str]:
+    """``--mcp-config`` and ``--strict-mcp-config`` for one call working in ``cwd``."""
+    chain = chain_for(project_dir, parents=False) if strict else chain_for(cwd)
+    forwarded = list(configs)
+    if strict or chain.removed:
+        if chain.servers:
+            forwarded.append(json.dumps({"mcpServers": dict(chain.servers)}, sort_keys=True))
+        strict = True
+    flags = ["--mcp-config", *forwarded] if forwarded else []
+    return flags + (["--strict-mcp-config"] if strict else [])
 
 
 def is_bridge_entry(entry: Any) -> bool:

@@ -38,14 +38,15 @@ class CallArguments(BaseModel):
         str | SkipJsonSchema[None],
         Field(pattern=_MODEL, description="Model alias or name to use instead of the default."),
     ] = None
+    # The range sits on the number itself, so the published schema carries a standard
+    # minimum/maximum (on the union it would be a non-standard "ge"/"le").
     max_turns: Annotated[
-        int | SkipJsonSchema[None],
-        Field(ge=1, le=1000, description="Stop after this many agent turns."),
+        Annotated[int, Field(ge=1, le=1000)] | SkipJsonSchema[None],
+        Field(description="Stop after this many agent turns."),
     ] = None
     max_budget_usd: Annotated[
-        float | SkipJsonSchema[None],
-        Field(ge=0.000001, le=10_000,
-              description="Stop when this call has cost this many US dollars."),
+        Annotated[float, Field(ge=0.000001, le=10_000)] | SkipJsonSchema[None],
+        Field(description="Stop when this call has cost this many US dollars."),
     ] = None
     session_id: Annotated[
         str | SkipJsonSchema[None],
@@ -80,7 +81,16 @@ class CallOutput(BaseModel):
                     "answer (read it with resources/read).")
 
 
-INPUT_SCHEMA: dict[str, Any] = CallArguments.model_json_schema()
+def _published(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema without ``"default": null`` on optional arguments (null is not a value
+    they accept)."""
+    for prop in schema.get("properties", {}).values():
+        if prop.get("default", ...) is None:
+            del prop["default"]
+    return schema
+
+
+INPUT_SCHEMA: dict[str, Any] = _published(CallArguments.model_json_schema())
 OUTPUT_SCHEMA: dict[str, Any] = CallOutput.model_json_schema()
 
 

@@ -161,7 +161,8 @@ def create_server(bridge: Bridge, jobs: JobBoard | None = None) -> Server[Any]:
         if name == agent_tests.TOOL_NAME and bridge.settings.config.catalog.publish_test_tool:
             return await agent_tests.call_tool(bridge, arguments,
                                                Progress.to_session(ctx.session))
-        if name in JOB_TOOL_NAMES and jobs is not None and bridge.settings.config.catalog.publish_jobs:
+        catalog = bridge.settings.config.catalog
+        if name in JOB_TOOL_NAMES and jobs is not None and catalog.publish_jobs:
             return await _job_call(jobs, name, arguments, caller)
         if name in ROUTER_TOOL_NAMES and bridge.settings.config.catalog.mode != "tools":
             if name == "find_agent":

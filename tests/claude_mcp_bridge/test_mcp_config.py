@@ -3,7 +3,7 @@ import json
 import pytest
 
 from claude_mcp_bridge.errors import ConfigError
-from claude_mcp_bridge.mcp_config import forwarded_mcp, is_bridge_entry
+from claude_mcp_bridge.mcp_config import call_flags, chain_for, forwarded_mcp, is_bridge_entry
 
 
 def write(path, servers):
@@ -18,22 +18,44 @@ def test_explicit_files_are_forwarded_as_absolute_paths(tmp_path):
     assert forwarded.strict is False
 
 
-def test_a_project_mcp_json_is_forwarded_without_the_bridge_itself(tmp_path):
-    write(tmp_path / ".mcp.json", {
+def test_a_child_gets_the_chain_of_mcp_json_without_the_bridge_and_in_strict_mode(tmp_path):
+    project = tmp_path / "home" / "project"
+    (project / "src").mkdir(parents=True)
+    write(tmp_path / ".mcp.json", {"calendar": {"command": "far-cal"}, "notes": {"command": "n"}})
+    write(tmp_path / "home" / ".mcp.json", {
+        "agents": {"command": "uvx", "args": ["claude-mcp-bridge", "serve"]}})
+    write(project / ".mcp.json", {
         "calendar": {"command": "cal"},
-        "agents": {"command": "uvx", "args": ["claude-mcp-bridge", "serve"]},
-        "agents2": {"command": "python", "args": ["-m", "claude_mcp_bridge", "serve"]},
-    })
-    forwarded = forwarded_mcp([], tmp_path, strict=False)
-    [inline] = forwarded.configs
-    assert json.loads(inline) == {"mcpServers": {"calendar": {"command": "cal"}}}
-    assert forwarded.removed == ("agents", "agents2")
-    assert forwarded.strict is True, "the child must not load the unfiltered project file"
+        "agents2": {"command": "python", "args": ["-m", "claude_mcp_bridge", "serve"]}})
+    flags = call_flags(("/explicit.json",), False, project / "src", project)
+    assert flags[:2] == ["--mcp-config", "/explicit.json"]
+    assert json.loads(flags[2]) == {"mcpServers": {"calendar": {"command": "cal"},
+                                                   "notes": {"command": "n"}}}
+    assert flags[3:] == ["--strict-mcp-config"]
+    assert sorted(r.split()[0] for r in chain_for(project).removed) == ["agents", "agents2"]
 
 
-def test_a_project_mcp_json_without_the_bridge_keeps_strict_off(tmp_path):
+def test_without_the_bridge_in_the_chain_the_cli_loads_the_files_itself(tmp_path):
     write(tmp_path / ".mcp.json", {"calendar": {"command": "cal"}})
+    assert call_flags((), False, tmp_path, tmp_path) == []
     assert forwarded_mcp([], tmp_path, strict=False).strict is False
+
+
+def test_strict_by_request_forwards_the_explicit_files_and_the_project_file_only(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    write(tmp_path / ".mcp.json", {"far": {"command": "far"}})
+    write(project / ".mcp.json", {"agents": {"command": "claude-mcp-bridge"},
+                                  "x": {"command": "x"}})
+    flags = call_flags(("/a.json",), True, project, project)
+    assert flags[:2] == ["--mcp-config", "/a.json"]
+    assert json.loads(flags[2]) == {"mcpServers": {"x": {"command": "x"}}}
+    assert flags[3:] == ["--strict-mcp-config"]
+
+
+def test_a_broken_mcp_json_in_the_chain_is_skipped(tmp_path):
+    (tmp_path / ".mcp.json").write_text("{nope")
+    assert chain_for(tmp_path).servers == {}
 
 
 @pytest.mark.parametrize(("content", "reason"), [
