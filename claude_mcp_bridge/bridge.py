@@ -34,6 +34,7 @@ from .result import CallReport, bounded, refusal, report, to_call_tool_result
 from .runner import Command, Limits, run
 from .schemas import parse_arguments
 from .settings import Settings
+from .warm import WarmPool
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ class Bridge:
         budget = settings.config.budget
         self.global_budget = Budget(budget.per_call_usd, budget.daily_usd, budget.monthly_usd)
         self.notifier = Notifier()
+        self.warm = WarmPool(settings.config.warm.size, settings.config.warm.idle_s,
+                             limits.kill_grace_s)
         self.results_dir = settings.ledger_path.parent / "results"
         self.started = time.monotonic()
         self.draining = False
@@ -250,10 +253,16 @@ class Bridge:
         self, admitted: Admitted, limits: Limits, progress: Progress, began: float
     ) -> CallReport:
         definition = admitted.entry.definition
-        await progress.say(f"starting {definition.kind} {definition.name}")
+        command, warm = admitted.command, None
+        if admitted.plan.session_id is None:
+            taken = self.warm.take(command)
+            if taken is not None:
+                command, warm = taken
+        await progress.say(f"starting {definition.kind} {definition.name}"
+                           + (" (warm)" if warm else ""))
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.heartbeat, self.settings.config.limits.heartbeat_s, began)
-            result = await run(admitted.command, limits, progress.on_event)
+            result = await run(command, limits, progress.on_event, started=warm)
             tg.cancel_scope.cancel()
         outcome = report(admitted.entry.name, result, limits)
         limit = self.settings.config.limits.max_result_chars

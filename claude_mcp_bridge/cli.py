@@ -136,7 +136,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 async def _serving(bridge: Bridge, jobs: JobBoard, serve: Callable[[], Awaitable[None]]) -> None:
     """Run a transport, with background jobs and the hot-reload watcher beside it."""
     reload = bridge.settings.config.reload
-    async with jobs.running(), anyio.create_task_group() as tg:
+    async with bridge.warm.running(), jobs.running(), anyio.create_task_group() as tg:
         if reload.enabled:
             tg.start_soon(partial(watch, bridge.settings.roots, bridge.reload,
                                   poll_s=reload.poll_s, debounce_s=reload.debounce_s))

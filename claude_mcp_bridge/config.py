@@ -117,6 +117,13 @@ class HttpConfig(_Section):
     """On SIGTERM/SIGINT, how long calls in flight may finish before they are stopped."""
 
 
+class WarmConfig(_Section):
+    size: Annotated[int, Field(ge=0, le=16)] = 0
+    """CLI processes kept started ahead of time per command line (0: off)."""
+    idle_s: Annotated[float, Field(gt=0)] = 300.0
+    """A warm process unused this long is ended."""
+
+
 class CatalogConfig(_Section):
     mode: Literal["tools", "router", "both"] = "tools"
     """tools: one tool per agent and skill; router: find_agent + run_agent; both."""
@@ -180,6 +187,7 @@ class Config(_Section):
     http: HttpConfig = HttpConfig()
     reload: ReloadConfig = ReloadConfig()
     catalog: CatalogConfig = CatalogConfig()
+    warm: WarmConfig = WarmConfig()
     agents: dict[str, ToolConfig] = {}
     skills: dict[str, ToolConfig] = {}
 

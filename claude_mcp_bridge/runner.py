@@ -84,22 +84,34 @@ class _Collected:
     stalled: bool = False
 
 
-async def run(command: Command, limits: Limits, on_event: OnEvent) -> RunResult:
-    """Start the child, stream its events to ``on_event``, and always end its group."""
-    started = anyio.current_time()
-    try:
-        process = await anyio.open_process(
-            list(command.argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=command.cwd,
-            env=dict(command.env),
-            start_new_session=True,
-        )
-    except OSError as exc:
-        reason = f"could not start {command.argv[0]}: {exc.strerror or exc}"
-        return RunResult(None, None, anyio.current_time() - started, start_error=reason)
+async def start(command: Command) -> Process:
+    """Start ``command`` as the leader of a new process group (raises ``OSError``)."""
+    return await anyio.open_process(
+        list(command.argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=command.cwd,
+        env=dict(command.env),
+        start_new_session=True,
+    )
+
+
+async def run(
+    command: Command, limits: Limits, on_event: OnEvent, *, started: Process | None = None
+) -> RunResult:
+    """Start the child (or take over ``started``, a warm one already running ``command``'s
+    argv), feed it ``command.stdin``, stream its events to ``on_event``, and always end
+    its group."""
+    began = anyio.current_time()
+    if started is not None:
+        process = started
+    else:
+        try:
+            process = await start(command)
+        except OSError as exc:
+            reason = f"could not start {command.argv[0]}: {exc.strerror or exc}"
+            return RunResult(None, None, anyio.current_time() - began, start_error=reason)
 
     collected = _Collected()
     killed = False
@@ -113,7 +125,7 @@ async def run(command: Command, limits: Limits, on_event: OnEvent) -> RunResult:
     return RunResult(
         exit_code=process.returncode,
         result=collected.result,
-        duration_s=anyio.current_time() - started,
+        duration_s=anyio.current_time() - began,
         stderr_tail=collected.stderr.decode("utf-8", "replace").strip(),
         stray_lines=tuple(collected.stray[-5:]),
         timed_out=deadline.cancelled_caught,

@@ -641,12 +641,15 @@ def load_agents(value: str) -> dict[str, dict[str, Any]]:
     return agents
 
 
-def read_stdin() -> str:
-    """Read stdin like the CLI: wait up to 3 s for a first byte, then read to EOF."""
+def read_stdin(stream_json: bool = False) -> str:
+    """Read stdin like the CLI: wait up to 3 s for a first byte, then read to EOF. With
+    ``--input-format stream-json`` 2.1.197 waits for its first message as long as it
+    takes (checked: a user message written after 6 s was answered), so a caller can
+    start it ahead of time."""
     try:
         if os.isatty(0):
             return ""
-        timeout = float(os.environ.get("FAKE_CLAUDE_STDIN_TIMEOUT", "3"))
+        timeout = None if stream_json else float(os.environ.get("FAKE_CLAUDE_STDIN_TIMEOUT", "3"))
         ready, _, _ = select.select([0], [], [], timeout)
     except (OSError, ValueError):
         return ""
@@ -1141,7 +1144,7 @@ def main() -> NoReturn:
     try:
         opts, operands = parse_argv(sys.argv[1:])
         ctx = validate_before_stdin(opts)
-        stdin = read_stdin()
+        stdin = read_stdin(opts.get("input-format") == "stream-json")
         STATE["stdin"] = stdin
         record(stdin)
         prompt = validate_after_stdin(opts, ctx, stdin, operands)
