@@ -38,15 +38,14 @@ class CallArguments(BaseModel):
         str | SkipJsonSchema[None],
         Field(pattern=_MODEL, description="Model alias or name to use instead of the default."),
     ] = None
-    # The range sits on the number itself, so the published schema carries a standard
-    # minimum/maximum (on the union it would be a non-standard "ge"/"le").
     max_turns: Annotated[
-        Annotated[int, Field(ge=1, le=1000)] | SkipJsonSchema[None],
-        Field(description="Stop after this many agent turns."),
+        int | SkipJsonSchema[None],
+        Field(ge=1, le=1000, description="Stop after this many agent turns."),
     ] = None
     max_budget_usd: Annotated[
-        Annotated[float, Field(ge=0.000001, le=10_000)] | SkipJsonSchema[None],
-        Field(description="Stop when this call has cost this many US dollars."),
+        float | SkipJsonSchema[None],
+        Field(ge=0.000001, le=10_000,
+              description="Stop when this call has cost this many US dollars."),
     ] = None
     session_id: Annotated[
         str | SkipJsonSchema[None],
@@ -81,12 +80,20 @@ class CallOutput(BaseModel):
                     "answer (read it with resources/read).")
 
 
+_JSON_SCHEMA_WORDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum",
+                      "lt": "exclusiveMaximum"}
+
+
 def _published(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema without ``"default": null`` on optional arguments (null is not a value
-    they accept)."""
+    """The schema as clients read it: no ``"default": null`` on optional arguments (null
+    is not a value they accept), and ranges in JSON Schema words (pydantic leaves a
+    constraint on an optional number as ``ge``/``le``, which clients ignore)."""
     for prop in schema.get("properties", {}).values():
         if prop.get("default", ...) is None:
             del prop["default"]
+        for pydantic_word, json_word in _JSON_SCHEMA_WORDS.items():
+            if pydantic_word in prop:
+                prop[json_word] = prop.pop(pydantic_word)
     return schema
 
 

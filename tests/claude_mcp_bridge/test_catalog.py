@@ -142,3 +142,12 @@ def test_a_disabled_tool_is_not_published_and_tags_are_shown(workspace):
     assert [t.name for t in catalog.tools] == ["agent_reviewer"]
     assert catalog.get("agent_writer") is None
     assert catalog.tools[0].meta == {"tags": ["review", "code"]}
+
+
+def test_ranges_are_published_in_json_schema_words_and_enforced():
+    turns = INPUT_SCHEMA["properties"]["max_turns"]
+    assert (turns["minimum"], turns["maximum"]) == (1, 1000)
+    assert "ge" not in turns and "default" not in turns
+    jsonschema.validate({"prompt": "x", "max_turns": 1000}, INPUT_SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"prompt": "x", "max_turns": 1001}, INPUT_SCHEMA)
