@@ -436,3 +436,22 @@ def test_a_stdio_server_stops_cleanly_on_sigterm_with_reload_running(workspace, 
     assert proc.wait(timeout=15) == 0
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         stream.close()
+
+
+async def test_sessions_beyond_the_cap_are_refused(workspace, fake_claude, serve):
+    workspace.agent("reviewer")
+    running = serve(config="[http]\nmax_sessions = 1\n")
+    async with Client(sse_client(running.url + "/sse")) as first:
+        assert agent_tools((await first.list_tools()).tools) == ["agent_reviewer"]
+        async with httpx2.AsyncClient(base_url=running.url) as http, \
+                http.stream("GET", "/sse") as second:
+            assert second.status_code == 503
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}
+        headers = {"Accept": "application/json, text/event-stream"}
+        async with httpx2.AsyncClient(base_url=running.url) as http:
+            one = await http.post("/mcp", json=initialize, headers=headers)
+            two = await http.post("/mcp", json=initialize, headers=headers)
+    assert one.status_code == 200
+    assert two.status_code == 503
