@@ -121,9 +121,14 @@ def _read_bytes(path: Path, max_bytes: int) -> bytes | Diagnostic:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with open(fd, "rb") as file:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 return Diagnostic(path, "not a regular file")
-            raw = file.read(max_bytes + 1)
+            # Ask for the size fstat reports, not max_bytes: a max_bytes read allocates a
+            # 1 MiB buffer per file, which made reading 2,500 small definitions 3x slower.
+            raw = file.read(min(info.st_size, max_bytes) + 1)
+            if len(raw) > info.st_size:  # it grew since fstat, or reports no size (procfs)
+                raw += file.read(max_bytes + 1 - len(raw))
     except OSError as exc:
         return Diagnostic(path, f"cannot read file: {exc.strerror or exc}")
     if len(raw) > max_bytes:

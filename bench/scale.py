@@ -1,0 +1,108 @@
+"""2. Discovery and listing at scale: 2,000 agents and 500 skills on disk.
+
+Cold start is the wall time from spawning ``claude-mcp-bridge serve`` (stdio) to the answer of
+the first ``tools/list`` (the ``initialize`` handshake included), written and read as raw
+JSON-RPC so no client-side parsing is counted. The files were just written, so they are in the
+page cache, as they are on a machine that has used them. The same figure with one definition
+shows what the interpreter and the imports cost on their own.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .options import Options
+from .report import Table, ms, p50, p95
+from .servers import RawStdio, bridge_client, memory_mb, serve_argv
+from .workspace import Workspace, generate_definitions, workspace
+
+AGENTS, SKILLS = 2000, 500
+TARGET_START_S, TARGET_LIST_S, TARGET_MB = 1.0, 0.050, 150
+
+
+async def bench_scale(options: Options) -> Table:
+    table = Table(f"2. Discovery and listing: {AGENTS:,} agents + {SKILLS} skills",
+                  ["measure", "p50", "p95 / max", "target"])
+    starts = options.count(5, 1)
+    with workspace("scale-one") as small:
+        single = []
+        for _ in range(starts):
+            seconds, raw, small_memory = _cold_start(small)
+            raw.close()
+            single.append(seconds)
+    table.add("cold start to first tools/list, 1 definition (s)",
+              f"{p50(single):.3f}", f"{max(single):.3f}", "")
+    with workspace("scale") as ws:
+        began = time.perf_counter()
+        generate_definitions(ws, AGENTS, SKILLS)
+        written = time.perf_counter() - began
+        many: list[float] = []
+        for attempt in range(starts):
+            seconds, raw, started = _cold_start(ws)
+            many.append(seconds)
+            if attempt < starts - 1:
+                raw.close()
+        try:
+            listings = _listings(raw, options.count(30, 3))
+            size_kb = raw.last_bytes / 1024
+            tools = len(raw.request("tools/list")["tools"])
+            memory = memory_mb(raw.process.pid)
+        finally:
+            raw.close()
+        sdk = await _sdk_listings(ws, options.count(10, 0))
+    table.add(f"cold start to first tools/list, {tools:,} tools (s)", f"{p50(many):.3f}",
+              f"{max(many):.3f}", f"< {TARGET_START_S:g} s")
+    table.add(f"tools/list, raw JSON-RPC ({size_kb:,.0f} KB answer) (ms)", ms(p50(listings)),
+              ms(p95(listings)), f"< {TARGET_LIST_S * 1000:g} ms")
+    if sdk:
+        table.add("tools/list through the SDK client, answer parsed (ms)", ms(p50(sdk)),
+                  ms(p95(sdk)), "")
+    table.add("server VmRSS after start-up, before listing: 1 definition / all (MB)",
+              f"{small_memory['VmRSS']:.0f}", f"{started['VmRSS']:.0f}", "")
+    table.add("server VmRSS / VmHWM (peak) after the listings (MB)",
+              f"{memory['VmRSS']:.0f}", f"{memory['VmHWM']:.0f}", f"< {TARGET_MB} MB")
+    table.target("start-up < 1 s", p50(many) < TARGET_START_S, f"{p50(many):.3f} s")
+    table.target("tools/list < 50 ms", p50(listings) < TARGET_LIST_S, f"{ms(p50(listings))} ms")
+    table.target("memory < 150 MB", memory["VmHWM"] < TARGET_MB,
+                 f"peak {memory['VmHWM']:.0f} MB")
+    table.notes.append(f"{starts} cold start(s) each; {len(listings)} raw and {len(sdk)} SDK "
+                       f"listings; writing the {AGENTS + SKILLS:,} files took {written:.1f} s")
+    return table
+
+
+def _cold_start(ws: Workspace) -> tuple[float, RawStdio, dict[str, float]]:
+    """Spawn to the first tools/list answer; the server, and its memory before that answer."""
+    env = ws.bridge_env(ws.root / "no-claude")
+    began = time.perf_counter()
+    raw = RawStdio(serve_argv(ws.project, None), env, ws.project, ws.root / "bridge.log")
+    try:
+        raw.initialize()
+        memory = memory_mb(raw.process.pid)
+        raw.request("tools/list")
+    except BaseException:
+        raw.close()
+        raise
+    return time.perf_counter() - began, raw, memory
+
+
+def _listings(raw: RawStdio, count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        began = time.perf_counter()
+        raw.request("tools/list")
+        samples.append(time.perf_counter() - began)
+    return samples
+
+
+async def _sdk_listings(ws: Workspace, count: int) -> list[float]:
+    if not count:
+        return []
+    env = ws.bridge_env(ws.root / "no-claude")
+    samples = []
+    async with bridge_client("stdio", ws.project, env, None, ws.root / "bridge.log") as (c, _):
+        await c.list_tools()
+        for _ in range(count):
+            began = time.perf_counter()
+            await c.list_tools(cache_mode="bypass")
+            samples.append(time.perf_counter() - began)
+    return samples
