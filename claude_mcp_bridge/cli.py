@@ -6,6 +6,7 @@ This is the only module that reads ``os.environ``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -124,6 +125,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     with open_bridge(settings) as bridge:
         _log_start(settings, bridge.catalog)
+        # What start-up built (modules, the catalog) lives as long as the server: keep it
+        # out of every later garbage collection (measured: tools/list of 2,500 tools -25%).
+        gc.collect()
+        gc.freeze()
         jobs = JobBoard(bridge)
         server = create_server(bridge, jobs)
         if args.transport == "stdio":

@@ -478,6 +478,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         connection.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL never corrupts the file; a power cut may lose the last commits,
+        # a crash of the process loses nothing. Saves about a millisecond per call.
+        connection.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.Error as exc:
         connection.close()
         raise LedgerError(path, f"cannot use the ledger ({exc}); is it an SQLite file? "

@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,10 +84,17 @@ def tool_policy(config: Config, definition: Definition, project_dir: Path) -> To
         allowed_tools=tuple(tuple(a) for a in allow_lists if a is not None),
         disallowed_tools=_unique(
             [*permissions.disallowed_tools, *tool.permissions.disallowed_tools]),
-        cwd_roots=tuple(Path(r).expanduser().resolve() for r in roots),
+        cwd_roots=tuple(_resolved(str(r)) for r in roots),
         allow_model_override=override if override is not None else permissions.allow_model_override,
         allow_bypass=permissions.allow_bypass_permissions,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved(root: str) -> Path:
+    # A catalog of thousands resolves the same few roots once each, not once per tool.
+    # Cached for the process: a root that later becomes a symlink elsewhere needs a restart.
+    return Path(root).expanduser().resolve()
 
 
 def is_enabled(config: Config, definition: Definition) -> bool:

@@ -88,7 +88,10 @@ def _published(schema: dict[str, Any]) -> dict[str, Any]:
     """The schema as clients read it: no ``"default": null`` on optional arguments (null
     is not a value they accept), and ranges in JSON Schema words (pydantic leaves a
     constraint on an optional number as ``ge``/``le``, which clients ignore)."""
+    schema.pop("title", None)  # titles and the model's docstring: bytes on every tool,
+    schema.pop("description", None)  # multiplied by the catalog, that no client reads
     for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
         if prop.get("default", ...) is None:
             del prop["default"]
         for pydantic_word, json_word in _JSON_SCHEMA_WORDS.items():
@@ -98,7 +101,7 @@ def _published(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 INPUT_SCHEMA: dict[str, Any] = _published(CallArguments.model_json_schema())
-OUTPUT_SCHEMA: dict[str, Any] = CallOutput.model_json_schema()
+OUTPUT_SCHEMA: dict[str, Any] = _published(CallOutput.model_json_schema())
 
 
 def parse_arguments(arguments: Mapping[str, Any] | None) -> CallArguments | str:
