@@ -14,29 +14,32 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
 import mcp_types as types
 from mcp.server.subscriptions import InMemorySubscriptionBus, ToolsListChanged
 
-from agents_registry import load_registry
+from agents_registry import Definition, load_registry
 
 from .admission import QueueFull, Slots
-from .catalog import Catalog, ToolEntry, build_catalog
+from .catalog import Catalog, build_catalog
 from .command import CommandError, build_command
 from .errors import UnknownToolError
 from .events import Event, ProgressNarrator
 from .ledger import Budget, BudgetRefusal, CallStart, Ledger, Outcome, Reservation, Settlement
-from .policy import Refused, RunPlan, plan_call
+from .policy import Refused, RunPlan, ToolPolicy, plan_call
 from .result import CallReport, bounded, refusal, report, to_call_tool_result
 from .runner import Command, Limits, run
-from .schemas import parse_arguments
+from .schemas import CallArguments, parse_arguments
 from .settings import Settings
 from .warm import WarmPool
 
 logger = logging.getLogger(__name__)
+
+STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
+"""The tool the CLI adds for ``--json-schema``; the model answers by calling it."""
 
 RESULTS_URI = "bridge://results/"
 """Prefix of the resource holding a whole answer that was cut to the size limit."""
@@ -110,7 +113,9 @@ class Admitted:
     """A call that passed policy and holds its budget reservation; it must be executed
     or settled, never dropped."""
 
-    entry: ToolEntry
+    tool: str
+    definition: Definition
+    policy: ToolPolicy
     plan: RunPlan
     command: Command
     reservation: Reservation
@@ -118,6 +123,18 @@ class Admitted:
     @property
     def call_id(self) -> str:
         return self.reservation.call_id
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How an admitted call ended: its report, or why it never got one."""
+
+    report: CallReport | None
+    """None when it did not run to an end (the queue was full, the bridge stopped it)."""
+    structured_output: Any = None
+    """What the agent answered through ``--json-schema`` (``StructuredOutput``), if asked."""
+    reason: str = ""
+    """Why there is no report."""
 
 
 class Notifier:
@@ -199,46 +216,69 @@ class Bridge:
         parsed = parse_arguments(arguments)
         if isinstance(parsed, str):
             return refusal(name, parsed)
-        start = self._call_start(entry, parsed.prompt, caller)
-        planned = self._plan(entry, parsed)
+        admitted = await self.admit_definition(entry.name, entry.definition, entry.policy,
+                                               parsed, str(caller))
+        return refusal(name, admitted) if isinstance(admitted, str) else admitted
+
+    async def admit_definition(
+        self, tool: str, definition: Definition, policy: ToolPolicy, arguments: CallArguments,
+        caller: str, *, json_schema: Mapping[str, Any] | None = None,
+    ) -> Admitted | str:
+        """Plan ``definition`` under ``policy``, build its command and reserve its budget:
+        an ``Admitted`` call, or why not (recorded in the ledger). ``json_schema`` asks for
+        structured output (``--json-schema``)."""
+        start = CallStart(
+            tool=tool, kind=definition.kind, definition_path=str(definition.path),
+            definition_sha256=definition.sha256, caller=caller, prompt=arguments.prompt,
+            store_prompt=self.settings.config.ledger.store_prompts)
+        planned = self._plan(definition, policy, arguments, json_schema)
         if isinstance(planned, Refused):
             await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.reason)
-            return refusal(name, planned.reason)
+            return planned.reason
         plan, command = planned
         reservation = await anyio.to_thread.run_sync(
-            self.ledger.reserve, start, plan.max_budget_usd, entry.policy.budget,
-            self.global_budget)
+            self.ledger.reserve, start, plan.max_budget_usd, policy.budget, self.global_budget)
         if isinstance(reservation, BudgetRefusal):
-            return refusal(name, str(reservation))
-        return Admitted(entry, plan, command, reservation)
+            return str(reservation)
+        return Admitted(tool, definition, policy, plan, command, reservation)
 
     async def execute(
         self, admitted: Admitted, progress: Progress, key: Hashable | None = None
     ) -> types.CallToolResult:
-        """Wait for a slot, run, settle. Always settles the reservation, even when cancelled."""
-        entry, reservation = admitted.entry, admitted.reservation
+        """Run an admitted call to its tool result."""
+        finished = await self.run_admitted(admitted, progress, key)
+        if finished.report is None:
+            return refusal(admitted.tool, finished.reason)
+        return to_call_tool_result(finished.report)
+
+    async def run_admitted(
+        self, admitted: Admitted, progress: Progress, key: Hashable | None = None
+    ) -> Finished:
+        """Wait for a slot, run, settle. Always settles the reservation, even when cancelled
+        (a client's cancellation propagates; a stop by the bridge is a ``Finished``)."""
+        tool, reservation = admitted.tool, admitted.reservation
         configured = self.settings.config.limits
         limits = Limits(timeout_s=admitted.plan.timeout_s, kill_grace_s=configured.kill_grace_s,
                         result_grace_s=configured.result_grace_s, stall_s=configured.stall_s)
         settled = False
         ran = False
         began = time.monotonic()
-        logger.info("call %s %s started", reservation.call_id[:8], entry.name, extra={
-            "event": "call.start", "call_id": reservation.call_id, "tool": entry.name})
+        logger.info("call %s %s started", reservation.call_id[:8], tool, extra={
+            "event": "call.start", "call_id": reservation.call_id, "tool": tool})
         with anyio.CancelScope() as stop:
             self._track(stop, key)
             try:
-                async with self.slots.slot(entry.name, entry.policy.max_concurrency,
+                async with self.slots.slot(tool, admitted.policy.max_concurrency,
                                            progress.queued):
                     ran = True
-                    outcome = await self._run(admitted, limits, progress, began)
+                    outcome, structured = await self._run(admitted, limits, progress, began)
                 await self._settle(admitted, outcome, began)
                 settled = True
-                return to_call_tool_result(outcome)
+                return Finished(outcome, structured)
             except QueueFull as exc:
                 await self._settle_stopped(admitted, "refused", str(exc), began, ran=False)
                 settled = True
-                return refusal(entry.name, str(exc))
+                return Finished(None, reason=str(exc))
             finally:
                 if not settled:  # cancelled (client, disconnect, shutdown) or a bug
                     ended, why = self._stopped.get(stop, ("cancelled", "cancelled by the client"))
@@ -247,12 +287,12 @@ class Bridge:
                 self._untrack(stop)
         # only a stop by the bridge (our own scope) gets here; a client's cancel propagates
         _, why = self._stopped.pop(stop, ("cancelled", "stopped"))
-        return refusal(entry.name, f"{why} before the call finished; the agent was stopped")
+        return Finished(None, reason=f"{why} before the call finished; the agent was stopped")
 
     async def _run(
         self, admitted: Admitted, limits: Limits, progress: Progress, began: float
-    ) -> CallReport:
-        definition = admitted.entry.definition
+    ) -> tuple[CallReport, Any]:
+        definition = admitted.definition
         command, warm = admitted.command, None
         if admitted.plan.session_id is None:
             taken = self.warm.take(command)
@@ -264,13 +304,13 @@ class Bridge:
             tg.start_soon(progress.heartbeat, self.settings.config.limits.heartbeat_s, began)
             result = await run(command, limits, progress.on_event, started=warm)
             tg.cancel_scope.cancel()
-        outcome = report(admitted.entry.name, result, limits)
+        outcome = report(admitted.tool, result, limits)
         limit = self.settings.config.limits.max_result_chars
         if len(outcome.message) > limit:
             uri = await anyio.to_thread.run_sync(self._keep_result, admitted.call_id,
                                                  outcome.message)
             outcome = bounded(outcome, limit, uri)
-        return outcome
+        return outcome, result.result.structured_output if result.result else None
 
     def _keep_result(self, call_id: str, text: str) -> str:
         self.results_dir.mkdir(parents=True, exist_ok=True)
@@ -284,24 +324,31 @@ class Bridge:
         path = self.results_dir / f"{call_id}.txt"
         return path.read_text(encoding="utf-8") if path.is_file() else None
 
-    def _plan(self, entry: ToolEntry, arguments: Any) -> tuple[RunPlan, Command] | Refused:
+    def _plan(
+        self, definition: Definition, policy: ToolPolicy, arguments: CallArguments,
+        json_schema: Mapping[str, Any] | None,
+    ) -> tuple[RunPlan, Command] | Refused:
         settings = self.settings
-        plan = plan_call(entry.definition, arguments, entry.policy, depth=settings.depth,
+        plan = plan_call(definition, arguments, policy, depth=settings.depth,
                          max_depth=settings.config.limits.max_depth,
                          project_dir=settings.project_dir)
         if isinstance(plan, Refused):
             return plan
+        if json_schema is not None and plan.tools is not None:
+            # The CLI answers a --json-schema through its StructuredOutput tool, which an
+            # agent with its own tool list only has when the list names it (2.1.197).
+            plan = replace(plan, tools=(*plan.tools, STRUCTURED_OUTPUT_TOOL))
         if settings.claude.path is None:
             return Refused(settings.claude.missing_message())
         try:
-            command = build_command(entry.definition, plan, arguments.prompt, settings,
-                                    settings.claude.path)
+            command = build_command(definition, plan, arguments.prompt, settings,
+                                    settings.claude.path, json_schema=json_schema)
         except CommandError as exc:
             return Refused(str(exc))
         return plan, command
 
     async def _settle(self, admitted: Admitted, call: CallReport, began: float) -> None:
-        reservation, tool = admitted.reservation, admitted.entry.name
+        reservation, tool = admitted.reservation, admitted.tool
         output = call.output
         cost = output.cost_usd if output.cost_usd is not None else _unknown_cost(admitted)
         settlement = Settlement(
@@ -317,19 +364,12 @@ class Bridge:
         self, admitted: Admitted, outcome: Outcome, why: str, began: float, *, ran: bool
     ) -> None:
         """Settle a call that was refused in the queue or stopped (it has no result)."""
-        reservation, tool = admitted.reservation, admitted.entry.name
+        reservation, tool = admitted.reservation, admitted.tool
         charged = _unknown_cost(admitted) if ran else 0.0
         await anyio.to_thread.run_sync(
             self.ledger.settle, reservation.call_id,
             Settlement(outcome=outcome, cost_usd=charged, error=why))
         _log_end(reservation, tool, outcome, charged, began, why)
-
-    def _call_start(self, entry: ToolEntry, prompt: str, caller: Caller) -> CallStart:
-        definition = entry.definition
-        return CallStart(
-            tool=entry.name, kind=definition.kind, definition_path=str(definition.path),
-            definition_sha256=definition.sha256, caller=str(caller), prompt=prompt,
-            store_prompt=self.settings.config.ledger.store_prompts)
 
     # -- calls in flight, shutdown --------------------------------------------------------
 

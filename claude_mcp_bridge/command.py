@@ -38,7 +38,8 @@ class CommandError(ValueError):
 
 
 def build_command(
-    definition: Definition, plan: RunPlan, prompt: str, settings: Settings, claude: Path
+    definition: Definition, plan: RunPlan, prompt: str, settings: Settings, claude: Path,
+    *, json_schema: Mapping[str, Any] | None = None,
 ) -> Command:
     argv = [str(claude), "-p", "--output-format", "stream-json", "--verbose"]
     if isinstance(definition, AgentDefinition):
@@ -49,6 +50,8 @@ def build_command(
     argv += _plan_flags(plan)
     argv += call_flags(settings.mcp_configs, settings.strict_mcp_config, plan.cwd,
                        settings.project_dir)
+    if json_schema is not None:
+        argv.append(f"--json-schema={json.dumps(json_schema, separators=(',', ':'))}")
     return Command(
         argv=tuple(argv),
         env=child_env(settings.base_env, settings.depth),
