@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
@@ -94,14 +95,15 @@ RelativePaths = Annotated[tuple[RelativePath, ...], BeforeValidator(_one_or_many
                           Field(min_length=1)]
 
 
-class Check(BaseModel):
+class Check(BaseModel, ABC):
     """One check; its only field is named after its kind."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     kind: ClassVar[str]
 
+    @abstractmethod
     def evaluate(self, seen: Observation) -> CheckResult:
-        raise NotImplementedError
+        """Whether what the run did passes this check, and what was seen."""
 
     def _result(self, passed: bool, detail: str) -> CheckResult:
         return CheckResult(self.kind, passed, detail)
