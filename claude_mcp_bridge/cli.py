@@ -35,6 +35,9 @@ from .settings import DATA_DIR_VAR, Settings, find_claude, read_depth
 
 logger = logging.getLogger("claude_mcp_bridge")
 
+LARGE_CATALOG = 100
+"""Beyond this many tools, start-up suggests router mode."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -156,6 +159,11 @@ def _log_start(settings: Settings, catalog: Catalog) -> None:
         "publishing %d tools (%d agents, %d skills); %d files rejected; claude: %s",
         len(catalog.tools), len(registry.agents), len(registry.skills), len(rejected),
         settings.claude.path or settings.claude.missing_message())
+    if len(catalog.tools) > LARGE_CATALOG and settings.config.catalog.mode == "tools":
+        logger.warning(
+            "%d tools cost the calling model context on every turn (and make tools/list "
+            "slow); consider [catalog] mode = \"router\" (two tools: find_agent, run_agent)",
+            len(catalog.tools))
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
