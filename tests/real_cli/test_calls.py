@@ -150,3 +150,14 @@ async def test_a_session_id_continues_the_conversation(workspace, real_cli):
     text = follow_up.message_text
     assert text.index("FIRST-QUESTION?") < text.index("FIRST-ANSWER-42") < text.index("FOLLOW-UP?")
     assert second.structured_content["session_id"] == session
+
+
+async def test_an_agent_with_an_empty_tool_list_reaches_the_model_with_no_tools(
+        workspace, real_cli):
+    workspace.agent("thinker", "tools: []\n", body="Only think. EMPTY-TOOLS-SENTINEL")
+    real_cli.server.add({"text": "Thought about it."})
+    result = await call(bridge_settings(workspace, real_cli), real_cli, "agent_thinker",
+                        prompt="Think")
+    assert not result.is_error, result.content[0].text
+    assert "EMPTY-TOOLS-SENTINEL" in real_cli.server.last.system_text
+    assert real_cli.server.last.tool_names == []
