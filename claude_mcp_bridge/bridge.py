@@ -298,8 +298,13 @@ class Bridge:
             taken = self.warm.take(command)
             if taken is not None:
                 command, warm = taken
-        await progress.say(f"starting {definition.kind} {definition.name}"
-                           + (" (warm)" if warm else ""))
+        try:
+            await progress.say(f"starting {definition.kind} {definition.name}"
+                               + (" (warm)" if warm else ""))
+        except BaseException:
+            if warm is not None:  # cancelled before the run owns it: end it here
+                await self.warm.discard(warm)
+            raise
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.heartbeat, self.settings.config.limits.heartbeat_s, began)
             result = await run(command, limits, progress.on_event, started=warm)

@@ -126,14 +126,22 @@ class WarmPool:
         while True:
             await anyio.sleep(max(0.05, self.idle_s / 4))
             now = anyio.current_time()
+            stale: list[Process] = []
+            # Take them out first, with no await in between: take() may run at any await.
             for key, waiting in list(self._waiting.items()):
-                stale = [w for w in waiting if now - w.since >= self.idle_s
-                         or w.process.returncode is not None]
-                for item in stale:
-                    waiting.remove(item)
-                    await self._end(item.process)
-                if not waiting:
+                keep = [w for w in waiting if now - w.since < self.idle_s
+                        and w.process.returncode is None]
+                stale += [w.process for w in waiting if w not in keep]
+                if keep:
+                    self._waiting[key] = keep
+                else:
                     del self._waiting[key]
+            for process in stale:
+                await self._end(process)
+
+    async def discard(self, process: Process) -> None:
+        """End a process that was taken but will not run its call (it was cancelled)."""
+        await self._end(process)
 
     async def _end(self, process: Process) -> None:
         with anyio.CancelScope(shield=True):
