@@ -100,6 +100,9 @@ class JobBoard:
             await anyio.to_thread.run_sync(self._keep, job.admitted.call_id, result)
         finally:
             job.done.set()
+            # From now on the ledger row and the kept answer say everything; a long-running
+            # server must not hold every job it ever ran (and its prompt) in memory.
+            self._live.pop(job.admitted.call_id, None)
 
     def _keep(self, job_id: str, result: types.CallToolResult) -> None:
         directory = self._bridge.results_dir

@@ -165,3 +165,19 @@ async def _argv_of_first_run(fake_claude) -> list[str]:
         while not fake_claude.records():  # noqa: ASYNC110 - another process
             await anyio.sleep(0.05)
     return fake_claude.records()[0]["argv"]
+
+
+async def test_a_finished_job_is_not_held_in_memory(workspace, fake_claude):
+    workspace.agent("reviewer")
+    fake_claude.script([{"init": {}}, {"result": {"result": "quick"}}])
+    async with serving(workspace.settings(fake_claude)) as (client, _):
+        jobs = [(await client.call_tool(
+            "job_start", {"tool": "agent_reviewer", "arguments": {"prompt": f"n{i}"}}
+        )).structured_content["job_id"] for i in range(3)]
+        answers = [await client.call_tool("job_result", {"job_id": j, "wait_s": 30})
+                   for j in jobs]
+        await anyio.sleep(0.1)
+        status = await client.call_tool("job_status", {"job_id": jobs[0]})
+    assert [a.content[0].text for a in answers] == ["quick"] * 3
+    assert status.structured_content["state"] == "ok"
+    assert "recent_events" not in status.structured_content  # from the ledger, not memory
