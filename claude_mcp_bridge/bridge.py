@@ -262,6 +262,7 @@ class Bridge:
                         result_grace_s=configured.result_grace_s, stall_s=configured.stall_s)
         settled = False
         ran = False
+        why = "stopped"
         began = time.monotonic()
         logger.info("call %s %s started", reservation.call_id[:8], tool, extra={
             "event": "call.start", "call_id": reservation.call_id, "tool": tool})
@@ -280,13 +281,13 @@ class Bridge:
                 settled = True
                 return Finished(None, reason=str(exc))
             finally:
+                ended, why = self._stopped.pop(stop, ("cancelled", "cancelled by the client"))
                 if not settled:  # cancelled (client, disconnect, shutdown) or a bug
-                    ended, why = self._stopped.get(stop, ("cancelled", "cancelled by the client"))
                     with anyio.CancelScope(shield=True):
                         await self._settle_stopped(admitted, ended, why, began, ran=ran)
                 self._untrack(stop)
+                self._stopped.pop(stop, None)  # a stop that came while settling
         # only a stop by the bridge (our own scope) gets here; a client's cancel propagates
-        _, why = self._stopped.pop(stop, ("cancelled", "stopped"))
         return Finished(None, reason=f"{why} before the call finished; the agent was stopped")
 
     async def _run(
