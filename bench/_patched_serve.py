@@ -37,7 +37,7 @@ from typing import Any
 
 import anyio
 
-from claude_mcp_bridge import bridge, cli, ledger, runner
+from claude_mcp_bridge import bridge, cli, ledger, progress, runner
 from claude_mcp_bridge.transports import stdio as stdio_transport
 
 DURATIONS: defaultdict[str, list[float]] = defaultdict(list)
@@ -56,7 +56,7 @@ STAGES: list[tuple[Any, str, str]] = [
     (runner, "end_process_group", "    runner: end the process group"),
     (bridge.Bridge, "_settle", "  execute: settle"),
     (ledger.Ledger, "settle", "    ledger.settle (worker thread)"),
-    (bridge.Progress, "say", "progress notification (each)"),
+    (progress.Progress, "say", "progress notification (each)"),
 ]
 
 

@@ -1,16 +1,15 @@
 """claude-mcp-bridge: your Claude Code agents and skills as MCP tools.
 
-The flow, one module a stage:
+One call, in the order it passes through the modules (the README's Development section
+draws the whole layout):
 
-    agents_registry (files -> Registry)
-      -> catalog (Registry -> tools and schemas)
-      -> command (definition + arguments -> argv, env, cwd, stdin)
-      -> runner (one supervised ``claude -p`` child -> RunResult, events on the way)
-      -> result (RunResult -> outcome and CallToolResult)
-      -> server (the MCP handlers that call these in order)
+    agents_registry        files -> Registry (definitions and diagnostics)
+    catalog                Registry -> published tools, each with its ToolPolicy
+    server                 MCP request -> bridge call; the bridge's values -> MCP results
+    bridge                 admit (arguments, policy, command, budget) -> execute (slots,
+                           runner, result, settle)
+    policy -> command -> runner -> result -> ledger
+
+This package imports nothing on import: each entry point loads only what it needs
+(``serve`` the SDK and a transport, ``list`` and ``usage`` neither).
 """
-
-from .catalog import Catalog, build_catalog, tool_name
-from .server import Bridge, create_server
-
-__all__ = ["Bridge", "Catalog", "build_catalog", "create_server", "tool_name"]

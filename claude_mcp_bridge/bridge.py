@@ -1,4 +1,6 @@
-"""The bridge: what every connection shares, and the one place that calls the stages in order.
+"""The bridge: the domain core every connection shares, and the one place that calls the
+stages of a call in order. It knows nothing of MCP: it answers with values
+(``Admitted | Refusal``, ``Finished``) that the server turns into MCP results.
 
     admit:   look up -> validate -> plan under policy -> build the command -> reserve budget
     execute: wait for a slot -> run (progress, heartbeat) -> bound the answer -> settle
@@ -11,101 +13,36 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
-import mcp_types as types
-from mcp.server.subscriptions import InMemorySubscriptionBus, ToolsListChanged
 
 from agents_registry import Definition, load_registry
 
-from .admission import QueueFull, Slots
+from .answers import AnswerStore
+from .arguments import CallArguments, parse_arguments
+from .budget import Budget, BudgetRefusal
 from .catalog import Catalog, build_catalog
-from .command import CommandError, build_command
-from .errors import UnknownToolError
-from .events import Event, ProgressNarrator
-from .ledger import Budget, BudgetRefusal, CallStart, Ledger, Outcome, Reservation, Settlement
-from .policy import Refused, RunPlan, ToolPolicy, plan_call
-from .result import CallReport, bounded, refusal, report, to_call_tool_result
-from .runner import Command, Limits, run
-from .schemas import CallArguments, parse_arguments
+from .command import Command, build_command
+from .errors import CommandError, QueueFull, UnknownToolError
+from .ledger import CallStart, Ledger, Reservation, Settlement
+from .outcomes import Outcome, Refusal, Reply
+from .policy import RunPlan, plan_call
+from .progress import Progress
+from .result import CallReport, bounded, reply, report
+from .runner import Limits, run
 from .settings import Settings
+from .slots import Slots
+from .tool_policy import ToolPolicy
 from .warm import WarmPool
 
 logger = logging.getLogger(__name__)
 
 STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
 """The tool the CLI adds for ``--json-schema``; the model answers by calling it."""
-
-RESULTS_URI = "bridge://results/"
-"""Prefix of the resource holding a whole answer that was cut to the size limit."""
-
-Say = Callable[[str], Awaitable[None]]
-
-
-class Progress:
-    """A call's progress: human messages out, plus what a heartbeat needs to know."""
-
-    def __init__(self, say: Say) -> None:
-        self._say = say
-        self._narrator = ProgressNarrator()
-        self.last_said = time.monotonic()
-        self.last_activity = "waiting to start"
-
-    @classmethod
-    def to_session(cls, session: Any) -> Progress:
-        """Progress sent to an MCP client; a client that went away is not an error."""
-        count = 0
-
-        async def say(message: str) -> None:
-            nonlocal count
-            count += 1
-            try:
-                await session.report_progress(count, None, message)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                logger.debug("progress not delivered: the client is gone")
-        return cls(say)
-
-    async def say(self, message: str, *, activity: bool = True) -> None:
-        self.last_said = time.monotonic()
-        if activity:
-            self.last_activity = message
-        await self._say(message)
-
-    async def on_event(self, event: Event) -> None:
-        message = self._narrator.describe(event)
-        if message:
-            await self.say(message)
-
-    async def queued(self, position: int) -> None:
-        await self.say(f"queued, position {position}")
-
-    async def heartbeat(self, every_s: float, began: float) -> None:
-        """Say something at least every ``every_s`` while the call runs (clients reset their
-        timeouts on progress), with the elapsed time and the last thing the agent did."""
-        while True:
-            quiet_for = time.monotonic() - self.last_said
-            if quiet_for < every_s:
-                await anyio.sleep(every_s - quiet_for)
-                continue
-            elapsed = time.monotonic() - began
-            await self.say(f"still working ({elapsed:.0f}s); last: {self.last_activity}",
-                           activity=False)
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who made a call, for the ledger: transport and client name."""
-
-    transport: str
-    client: str
-
-    def __str__(self) -> str:
-        return f"{self.transport}/{self.client}"
 
 
 @dataclass(frozen=True)
@@ -129,39 +66,22 @@ class Admitted:
 class Finished:
     """How an admitted call ended: its report, or why it never got one."""
 
+    tool: str
     report: CallReport | None
     """None when it did not run to an end (the queue was full, the bridge stopped it)."""
     structured_output: Any = None
     """What the agent answered through ``--json-schema`` (``StructuredOutput``), if asked."""
-    reason: str = ""
+    refusal: Refusal | None = None
     """Why there is no report."""
 
+    @property
+    def reason(self) -> str:
+        return self.refusal.message if self.refusal else ""
 
-class Notifier:
-    """Tells every connected client that the tool list changed, in both protocol eras.
-
-    2026 clients hold a ``subscriptions/listen`` stream fed by the bus; 2025 clients
-    are told on their connection, remembered from their ``notifications/initialized``
-    until the connection ends.
-    """
-
-    def __init__(self) -> None:
-        self.bus = InMemorySubscriptionBus()
-        self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
-
-    def remember(self, session: Any) -> None:
-        self._sessions.add(session)
-        connection = getattr(session, "_connection", None)  # no public on-disconnect hook
-        if connection is not None:
-            connection.exit_stack.callback(self._sessions.discard, session)
-
-    async def tools_changed(self) -> None:
-        await self.bus.publish(ToolsListChanged())
-        for session in list(self._sessions):
-            try:
-                await session.send_tool_list_changed()
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._sessions.discard(session)
+    def reply(self) -> Reply:
+        if self.report is None:
+            return Reply.refused(self.tool, self.reason)
+        return reply(self.report)
 
 
 class Bridge:
@@ -175,10 +95,9 @@ class Bridge:
         self.slots = Slots(limits.max_concurrency, limits.max_queue)
         budget = settings.config.budget
         self.global_budget = Budget(budget.per_call_usd, budget.daily_usd, budget.monthly_usd)
-        self.notifier = Notifier()
         self.warm = WarmPool(settings.config.warm.size, settings.config.warm.idle_s,
                              limits.kill_grace_s)
-        self.results_dir = settings.ledger_path.parent / "results"
+        self.answers = AnswerStore(settings.ledger_path.parent / "results")
         self.started = time.monotonic()
         self.draining = False
         self._in_flight: dict[anyio.CancelScope, Hashable | None] = {}
@@ -195,35 +114,34 @@ class Bridge:
     # -- a call ---------------------------------------------------------------------------
 
     async def call(
-        self, name: str, arguments: Mapping[str, Any] | None, progress: Progress, caller: Caller,
+        self, name: str, arguments: Mapping[str, Any] | None, progress: Progress, caller: str,
         key: Hashable | None = None,
-    ) -> types.CallToolResult:
+    ) -> Finished | Refusal:
         """Run one tool call through every stage; ``key`` lets the transport stop it."""
         admitted = await self.admit(name, arguments, caller)
-        if isinstance(admitted, types.CallToolResult):
+        if isinstance(admitted, Refusal):
             return admitted
         return await self.execute(admitted, progress, key)
 
     async def admit(
-        self, name: str, arguments: Mapping[str, Any] | None, caller: Caller
-    ) -> Admitted | types.CallToolResult:
+        self, name: str, arguments: Mapping[str, Any] | None, caller: str
+    ) -> Admitted | Refusal:
         """Policy and budget, before anything runs: an ``Admitted`` call or the refusal."""
         entry = self.catalog.get(name)
         if entry is None:
             raise UnknownToolError(name)
         if self.draining:
-            return refusal(name, "the bridge is shutting down; retry the call when it is back")
+            return Refusal("drain", "the bridge is shutting down; retry the call when it is back")
         parsed = parse_arguments(arguments)
         if isinstance(parsed, str):
-            return refusal(name, parsed)
-        admitted = await self.admit_definition(entry.name, entry.definition, entry.policy,
-                                               parsed, str(caller))
-        return refusal(name, admitted) if isinstance(admitted, str) else admitted
+            return Refusal("arguments", parsed)
+        return await self.admit_definition(entry.name, entry.definition, entry.policy, parsed,
+                                           caller)
 
     async def admit_definition(
         self, tool: str, definition: Definition, policy: ToolPolicy, arguments: CallArguments,
         caller: str, *, json_schema: Mapping[str, Any] | None = None,
-    ) -> Admitted | str:
+    ) -> Admitted | Refusal:
         """Plan ``definition`` under ``policy``, build its command and reserve its budget:
         an ``Admitted`` call, or why not (recorded in the ledger). ``json_schema`` asks for
         structured output (``--json-schema``)."""
@@ -232,26 +150,17 @@ class Bridge:
             definition_sha256=definition.sha256, caller=caller, prompt=arguments.prompt,
             store_prompt=self.settings.config.ledger.store_prompts)
         planned = self._plan(definition, policy, arguments, json_schema)
-        if isinstance(planned, Refused):
-            await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.reason)
-            return planned.reason
+        if isinstance(planned, Refusal):
+            await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.message)
+            return planned
         plan, command = planned
         reservation = await anyio.to_thread.run_sync(
             self.ledger.reserve, start, plan.max_budget_usd, policy.budget, self.global_budget)
         if isinstance(reservation, BudgetRefusal):
-            return str(reservation)
+            return reservation.refusal()
         return Admitted(tool, definition, policy, plan, command, reservation)
 
     async def execute(
-        self, admitted: Admitted, progress: Progress, key: Hashable | None = None
-    ) -> types.CallToolResult:
-        """Run an admitted call to its tool result."""
-        finished = await self.run_admitted(admitted, progress, key)
-        if finished.report is None:
-            return refusal(admitted.tool, finished.reason)
-        return to_call_tool_result(finished.report)
-
-    async def run_admitted(
         self, admitted: Admitted, progress: Progress, key: Hashable | None = None
     ) -> Finished:
         """Wait for a slot, run, settle. Always settles the reservation, even when cancelled
@@ -275,11 +184,11 @@ class Bridge:
                     outcome, structured = await self._run(admitted, limits, progress, began)
                 await self._settle(admitted, outcome, began)
                 settled = True
-                return Finished(outcome, structured)
+                return Finished(tool, outcome, structured)
             except QueueFull as exc:
                 await self._settle_stopped(admitted, "refused", str(exc), began, ran=False)
                 settled = True
-                return Finished(None, reason=str(exc))
+                return Finished(tool, None, refusal=Refusal("queue", str(exc)))
             finally:
                 ended, why = self._stopped.pop(stop, ("cancelled", "cancelled by the client"))
                 if not settled:  # cancelled (client, disconnect, shutdown) or a bug
@@ -288,7 +197,8 @@ class Bridge:
                 self._untrack(stop)
                 self._stopped.pop(stop, None)  # a stop that came while settling
         # only a stop by the bridge (our own scope) gets here; a client's cancel propagates
-        return Finished(None, reason=f"{why} before the call finished; the agent was stopped")
+        return Finished(tool, None, refusal=Refusal(
+            "drain", f"{why} before the call finished; the agent was stopped"))
 
     async def _run(
         self, admitted: Admitted, limits: Limits, progress: Progress, began: float
@@ -313,44 +223,32 @@ class Bridge:
         outcome = report(admitted.tool, result, limits)
         limit = self.settings.config.limits.max_result_chars
         if len(outcome.message) > limit:
-            uri = await anyio.to_thread.run_sync(self._keep_result, admitted.call_id,
+            uri = await anyio.to_thread.run_sync(self.answers.keep_text, admitted.call_id,
                                                  outcome.message)
             outcome = bounded(outcome, limit, uri)
         return outcome, result.result.structured_output if result.result else None
 
-    def _keep_result(self, call_id: str, text: str) -> str:
-        self.results_dir.mkdir(parents=True, exist_ok=True)
-        (self.results_dir / f"{call_id}.txt").write_text(text, encoding="utf-8")
-        return RESULTS_URI + call_id
-
-    def full_result(self, call_id: str) -> str | None:
-        """The whole answer kept for a cut call, or None."""
-        if not call_id.isalnum():
-            return None
-        path = self.results_dir / f"{call_id}.txt"
-        return path.read_text(encoding="utf-8") if path.is_file() else None
-
     def _plan(
         self, definition: Definition, policy: ToolPolicy, arguments: CallArguments,
         json_schema: Mapping[str, Any] | None,
-    ) -> tuple[RunPlan, Command] | Refused:
+    ) -> tuple[RunPlan, Command] | Refusal:
         settings = self.settings
         plan = plan_call(definition, arguments, policy, depth=settings.depth,
                          max_depth=settings.config.limits.max_depth,
                          project_dir=settings.project_dir)
-        if isinstance(plan, Refused):
+        if isinstance(plan, Refusal):
             return plan
         if json_schema is not None and plan.tools is not None:
             # The CLI answers a --json-schema through its StructuredOutput tool, which an
             # agent with its own tool list only has when the list names it (2.1.197).
             plan = replace(plan, tools=(*plan.tools, STRUCTURED_OUTPUT_TOOL))
         if settings.claude.path is None:
-            return Refused(settings.claude.missing_message())
+            return Refusal("setup", settings.claude.missing_message())
         try:
             command = build_command(definition, plan, arguments.prompt, settings,
                                     settings.claude.path, json_schema=json_schema)
         except CommandError as exc:
-            return Refused(str(exc))
+            return Refusal("policy", str(exc))
         return plan, command
 
     async def _settle(self, admitted: Admitted, call: CallReport, began: float) -> None:
@@ -423,8 +321,9 @@ class Bridge:
 
     # -- the catalog ----------------------------------------------------------------------
 
-    async def reload(self) -> None:
-        """Rediscover the definitions and publish the new catalog if it differs."""
+    async def reload(self) -> bool:
+        """Rediscover the definitions and use the new catalog; True when the published
+        tools changed (the server then tells its clients)."""
         catalog = await anyio.to_thread.run_sync(load_catalog, self.settings)
         before = {t.name: t for t in self.catalog.tools}
         after = {t.name: t for t in catalog.tools}
@@ -432,8 +331,7 @@ class Bridge:
         rejected = sum(1 for d in catalog.registry.diagnostics if d.severity == "error")
         logger.info("definitions reloaded: %d tools, %d files rejected", len(after), rejected,
                     extra={"event": "catalog.reload", "tools": len(after), "rejected": rejected})
-        if before != after:
-            await self.notifier.tools_changed()
+        return before != after
 
 
 def load_catalog(settings: Settings) -> Catalog:

@@ -21,9 +21,9 @@ import mcp_types as types
 
 from agents_registry import Definition, Registry
 
+from .arguments import INPUT_SCHEMA, OUTPUT_SCHEMA
 from .config import Config
-from .policy import ToolPolicy, is_enabled, tool_config, tool_policy
-from .schemas import INPUT_SCHEMA, OUTPUT_SCHEMA
+from .tool_policy import ToolPolicy, tool_policy
 
 MAX_TOOL_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -69,13 +69,13 @@ def build_catalog(registry: Registry, config: Config, project_dir: Path) -> Cata
     """Every enabled definition as a tool, with the policy that applies to it."""
     entries: dict[str, ToolEntry] = {}
     for definition in registry.definitions():
-        if not is_enabled(config, definition):
+        tool_config = config.tool(definition.kind, definition.name)
+        if not tool_config.enabled:
             continue
         name = tool_name(definition.kind, definition.name)
         if name in entries:  # only a deliberate hash collision gets here
             name = tool_name(definition.kind, f"{definition.name}@{definition.path}")
-        tags = tool_config(config, definition).tags
-        entries[name] = ToolEntry(name, definition, _tool(name, definition, tags),
+        entries[name] = ToolEntry(name, definition, _tool(name, definition, tool_config.tags),
                                   tool_policy(config, definition, project_dir))
     ordered = dict(sorted(entries.items()))
     return Catalog(registry, MappingProxyType(ordered), tuple(e.tool for e in ordered.values()))

@@ -15,23 +15,27 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import platformdirs
 
 from agents_registry import Registry, Roots, user_config_dir
 
-from . import agent_tests, logs
+from . import logs
+from .agent_tests import cli as agent_tests
+from .bridge import load_catalog, open_bridge
 from .catalog import Catalog
 from .config import CONFIG_VAR, config_path, load_config
 from .errors import ConfigError
+from .forwarding import forwarded_mcp
 from .hygiene import description_warnings
-from .jobs import JobBoard
-from .mcp_config import forwarded_mcp
 from .reload import watch
-from .server import Bridge, create_server, load_catalog, open_bridge
 from .settings import DATA_DIR_VAR, Settings, find_claude, read_depth
+
+if TYPE_CHECKING:  # the server, the SDK and the HTTP stack load only for ``serve``
+    from .jobs import JobBoard
+    from .server import BridgeServer
 
 logger = logging.getLogger("claude_mcp_bridge")
 
@@ -116,6 +120,8 @@ def _data_dir(environ: Mapping[str, str]) -> Path:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .jobs import JobBoard
+    from .server import create_server
     from .transports.http import TOKEN_VAR, HttpOptions, serve_http
     from .transports.stdio import serve_stdio
 
@@ -135,18 +141,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         jobs = JobBoard(bridge)
         server = create_server(bridge, jobs)
         if args.transport == "stdio":
-            anyio.run(_serving, bridge, jobs, partial(serve_stdio, server))
+            anyio.run(_serving, server, jobs, partial(serve_stdio, server))
         else:
-            anyio.run(_serving, bridge, jobs, partial(serve_http, bridge, server, options))
+            anyio.run(_serving, server, jobs, partial(serve_http, bridge, server, options))
     return 0
 
 
-async def _serving(bridge: Bridge, jobs: JobBoard, serve: Callable[[], Awaitable[None]]) -> None:
+async def _serving(server: BridgeServer, jobs: JobBoard,
+                   serve: Callable[[], Awaitable[None]]) -> None:
     """Run a transport, with background jobs and the hot-reload watcher beside it."""
+    bridge = server.bridge
     reload = bridge.settings.config.reload
     async with bridge.warm.running(), jobs.running(), anyio.create_task_group() as tg:
         if reload.enabled:
-            tg.start_soon(partial(watch, bridge.settings.roots, bridge.reload,
+            tg.start_soon(partial(watch, bridge.settings.roots, server.reload,
                                   poll_s=reload.poll_s, debounce_s=reload.debounce_s))
         await serve()
         tg.cancel_scope.cancel()
@@ -230,7 +238,7 @@ def _short(path: Path, project_dir: Path) -> str:
 
 
 def _call(args: argparse.Namespace, settings: Settings) -> int:
-    from .call import call_once
+    from .cli_call import call_once
 
     arguments: dict[str, Any] = {"prompt": args.prompt}
     for key in ("cwd", "model", "max_turns", "max_budget_usd", "session_id"):

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agents_registry import AgentDefinition, Definition, SkillDefinition
 
-from .mcp_config import call_flags
+from .errors import CommandError
+from .forwarding import call_flags
 from .policy import RunPlan
-from .runner import Command
 from .settings import DEPTH_VAR, Settings
 
 # Environment variables a parent Claude Code sets that must not leak into the child:
@@ -33,8 +34,15 @@ from .settings import DEPTH_VAR, Settings
 _REMOVED_ENV = ("CLAUDECODE",)
 
 
-class CommandError(ValueError):
-    """The call cannot be turned into a command (a tool rule that would read as a flag)."""
+@dataclass(frozen=True)
+class Command:
+    """Everything needed to start one child; built by ``build_command``."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: Path
+    stdin: bytes
+
 
 
 def build_command(

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import NotJSON
+
 
 @dataclass(frozen=True)
 class InitEvent:
@@ -80,10 +82,6 @@ class ResultEvent:
 
 
 Event = InitEvent | TextEvent | ToolUseEvent | ToolResultEvent | NoticeEvent | ResultEvent
-
-
-class NotJSON(ValueError):
-    """A stdout line that is not a JSON object."""
 
 
 def parse_line(line: str) -> list[Event]:

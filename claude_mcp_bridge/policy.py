@@ -1,4 +1,4 @@
-"""Policy: (definition, arguments, config) -> RunPlan | Refused. Pure, no I/O but paths.
+"""Policy: (definition, arguments, tool policy) -> RunPlan | Refusal. Pure, no I/O but paths.
 
 Rules:
 - Policy narrows what a definition asks for, never widens it: the allowed tools
@@ -13,38 +13,15 @@ Rules:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from agents_registry import AgentDefinition, Definition
 
-from .config import Config, ToolConfig
-from .ledger import Budget
-from .schemas import CallArguments
-
-_N = TypeVar("_N", int, float)
-
-
-@dataclass(frozen=True)
-class ToolPolicy:
-    """The config as it applies to one definition."""
-
-    budget: Budget
-    """The tool's own daily and monthly caps."""
-    per_call_usd: float | None
-    timeout_s: float
-    max_turns: int | None
-    max_concurrency: int | None
-    permission_mode: str | None
-    allowed_tools: tuple[tuple[str, ...], ...]
-    """Allow-lists that all must admit a tool (global, then the tool's own)."""
-    disallowed_tools: tuple[str, ...]
-    cwd_roots: tuple[Path, ...]
-    allow_model_override: bool
-    allow_bypass: bool
+from .arguments import CallArguments
+from .outcomes import Refusal
+from .tool_policy import ToolPolicy, smallest, unique
 
 
 @dataclass(frozen=True)
@@ -63,48 +40,6 @@ class RunPlan:
     timeout_s: float
 
 
-@dataclass(frozen=True)
-class Refused:
-    reason: str
-
-
-def tool_policy(config: Config, definition: Definition, project_dir: Path) -> ToolPolicy:
-    tool = config.tool(definition.kind, definition.name)
-    limits, permissions = config.limits, config.permissions
-    roots = tool.permissions.allowed_cwd_roots or permissions.allowed_cwd_roots or [project_dir]
-    allow_lists = [permissions.allowed_tools, tool.permissions.allowed_tools]
-    override = tool.permissions.allow_model_override
-    return ToolPolicy(
-        budget=Budget(None, tool.budget.daily_usd, tool.budget.monthly_usd),
-        per_call_usd=_smallest(config.budget.per_call_usd, tool.budget.per_call_usd),
-        timeout_s=tool.limits.timeout_s or limits.timeout_s,
-        max_turns=_smallest(limits.max_turns, tool.limits.max_turns),
-        max_concurrency=tool.limits.max_concurrency,
-        permission_mode=tool.permissions.mode or permissions.mode,
-        allowed_tools=tuple(tuple(a) for a in allow_lists if a is not None),
-        disallowed_tools=_unique(
-            [*permissions.disallowed_tools, *tool.permissions.disallowed_tools]),
-        cwd_roots=tuple(_resolved(str(r)) for r in roots),
-        allow_model_override=override if override is not None else permissions.allow_model_override,
-        allow_bypass=permissions.allow_bypass_permissions,
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def _resolved(root: str) -> Path:
-    # A catalog of thousands resolves the same few roots once each, not once per tool.
-    # Cached for the process: a root that later becomes a symlink elsewhere needs a restart.
-    return Path(root).expanduser().resolve()
-
-
-def is_enabled(config: Config, definition: Definition) -> bool:
-    return config.tool(definition.kind, definition.name).enabled
-
-
-def tool_config(config: Config, definition: Definition) -> ToolConfig:
-    return config.tool(definition.kind, definition.name)
-
-
 def plan_call(
     definition: Definition,
     arguments: CallArguments,
@@ -113,37 +48,39 @@ def plan_call(
     depth: int,
     max_depth: int,
     project_dir: Path,
-) -> RunPlan | Refused:
+) -> RunPlan | Refusal:
     if depth >= max_depth:
-        return Refused(
-            f"recursion guard: this bridge runs at depth {depth} of a chain of bridges "
+        return Refusal(
+            "depth", f"recursion guard: this bridge runs at depth {depth} of a chain of bridges "
             f"(max_depth {max_depth}), so an agent called back into the bridge; raise "
             "[limits] max_depth if the chain is meant to be this deep")
     if arguments.model and not policy.allow_model_override:
-        return Refused("the config does not let callers choose the model "
+        return Refusal("policy", "the config does not let callers choose the model "
                        "([permissions] allow_model_override = false)")
     mode = policy.permission_mode or _definition_mode(definition)
     if mode == "bypassPermissions" and not policy.allow_bypass:
-        return Refused(f"{definition.path}: asks for permission mode bypassPermissions; allow it "
-                       "with [permissions] allow_bypass_permissions = true")
+        return Refusal("policy", f"{definition.path}: asks for permission mode "
+                       "bypassPermissions; allow it with [permissions] "
+                       "allow_bypass_permissions = true")
     cwd = _checked_cwd(arguments.cwd, policy.cwd_roots, project_dir)
-    if isinstance(cwd, Refused):
+    if isinstance(cwd, Refusal):
         return cwd
     declared = definition.tools if definition.kind == "agent" else definition.allowed_tools
     tools = narrow_tools(declared, policy.allowed_tools)
     if tools == () and policy.allowed_tools and declared != ():
         # An empty list could read as "the default tools" somewhere down the line: refuse.
-        return Refused(
-            f"{definition.path}: none of its tools ({', '.join(declared or ('the defaults',))}) "
+        listed = ", ".join(declared or ("the defaults",))
+        return Refusal(
+            "policy", f"{definition.path}: none of its tools ({listed}) "
             "is allowed by [permissions] allowed_tools; widen the allow-list or the "
             "definition's tools")
     return RunPlan(
         tools=tools,
-        disallowed_tools=_unique([*(definition.disallowed_tools or ()), *policy.disallowed_tools]),
+        disallowed_tools=unique([*(definition.disallowed_tools or ()), *policy.disallowed_tools]),
         permission_mode=mode,
         model=arguments.model or definition.model,
-        max_turns=_smallest(arguments.max_turns, policy.max_turns),
-        max_budget_usd=_smallest(arguments.max_budget_usd, policy.per_call_usd),
+        max_turns=smallest(arguments.max_turns, policy.max_turns),
+        max_budget_usd=smallest(arguments.max_budget_usd, policy.per_call_usd),
         cwd=cwd,
         session_id=arguments.session_id,
         timeout_s=policy.timeout_s,
@@ -170,7 +107,7 @@ def narrow_tools(
                 kept.append(tool)
             else:
                 kept += [rule for rule in allowed if _base(rule) == tool]
-        tools = _unique(kept)
+        tools = unique(kept)
     return tools
 
 
@@ -184,26 +121,17 @@ def _definition_mode(definition: Definition) -> str | None:
 
 def _checked_cwd(
     requested: str | None, roots: tuple[Path, ...], project_dir: Path
-) -> Path | Refused:
+) -> Path | Refusal:
     if requested is None:
         return project_dir
     path = Path(requested)
     if not path.is_absolute():
-        return Refused(f"cwd must be an absolute path, got {requested!r}")
+        return Refusal("policy", f"cwd must be an absolute path, got {requested!r}")
     resolved = path.resolve()
     if not resolved.is_dir():
-        return Refused(f"cwd {requested!r} is not an existing directory")
+        return Refusal("policy", f"cwd {requested!r} is not an existing directory")
     if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(r) for r in roots)
-        return Refused(f"cwd {requested!r} resolves to {resolved}, outside the allowed roots "
-                       f"({allowed}); add it to [permissions] allowed_cwd_roots")
+        return Refusal("policy", f"cwd {requested!r} resolves to {resolved}, outside the "
+                       f"allowed roots ({allowed}); add it to [permissions] allowed_cwd_roots")
     return resolved
-
-
-def _smallest(*values: _N | None) -> _N | None:
-    present = [v for v in values if v is not None]
-    return min(present) if present else None
-
-
-def _unique(items: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(items))

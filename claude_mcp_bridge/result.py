@@ -1,4 +1,4 @@
-"""RunResult -> Outcome and CallToolResult: what the caller (and later the ledger) sees.
+"""RunResult -> CallReport -> Reply: what the caller (and later the ledger) sees.
 
 A run failed when the exit code is non-zero, or the ``result`` event says
 ``is_error`` (its ``subtype`` can be ``success`` even then), or no ``result``
@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, replace
-from typing import Literal
 
-import mcp_types as types
-
+from .arguments import CallOutput
+from .outcomes import Outcome, Reply
 from .runner import Limits, RunResult
-from .schemas import CallOutput
-
-Outcome = Literal["ok", "error", "timeout", "cancelled", "refused"]
 
 _SUBTYPE_HINTS = {
     "error_max_turns": "the agent reached its turn limit; raise max_turns or narrow the task",
@@ -115,16 +111,6 @@ def bounded(call: CallReport, max_chars: int, full_text_at: str) -> CallReport:
     return replace(call, message=cut, output=output)
 
 
-def to_call_tool_result(call: CallReport) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=call.message)],
-        structured_content=call.output.model_dump(mode="json"),
-        is_error=call.outcome != "ok",
-    )
-
-
-def refusal(tool: str, reason: str) -> types.CallToolResult:
-    """A call refused before any child started (bad arguments, policy)."""
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=f"{tool}: {reason}")], is_error=True
-    )
+def reply(call: CallReport) -> Reply:
+    """The caller's view of a finished call: the answer, and its facts as structured data."""
+    return Reply(call.message, call.output.model_dump(mode="json"), call.outcome != "ok")

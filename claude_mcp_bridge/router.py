@@ -23,9 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import mcp_types as types
-
 from .catalog import Catalog, ToolEntry
+from .outcomes import Reply
 
 K1 = 1.2
 B = 0.75
@@ -162,20 +161,31 @@ def router_for(catalog: Catalog) -> Router:
     return Router(catalog.entries.values(), tags)
 
 
-def find_agent_answer(matches: list[Match], task: str) -> types.CallToolResult:
+def find_agent(
+    router: Router, arguments: Mapping[str, Any], history: Mapping[str, tuple[int, int]]
+) -> Reply:
+    """One ``find_agent`` call, its arguments checked: the best matches, with why."""
+    task, limit = arguments.get("task"), arguments.get("limit", 5)
+    if not isinstance(task, str) or not task.strip():
+        return Reply.refused("find_agent", "invalid arguments: task (a non-empty string) is "
+                                           "required")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 20:
+        return Reply.refused("find_agent", "invalid arguments: limit must be an integer from "
+                                           "1 to 20")
+    return find_agent_answer(router.rank(task, limit, history), task)
+
+
+def find_agent_answer(matches: list[Match], task: str) -> Reply:
     if not matches:
         text = (f"no agent or skill matches {task!r}; describe the task with other words, "
                 "or list the tools")
-        return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
-                                    structured_content={"matches": []})
+        return Reply(text, {"matches": []})
     lines = [f"{i}. {m.name} ({m.kind}, score {m.score:g}): {m.description[:300]}\n   why: {m.why}"
              for i, m in enumerate(matches, 1)]
     text = "Best matches (run one with run_agent and its name):\n" + "\n".join(lines)
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=text)],
-        structured_content={"matches": [
-            {"name": m.name, "tool": m.tool, "kind": m.kind, "score": m.score, "why": m.why,
-             "description": m.description} for m in matches]})
+    return Reply(text, {"matches": [
+        {"name": m.name, "tool": m.tool, "kind": m.kind, "score": m.score, "why": m.why,
+         "description": m.description} for m in matches]})
 
 
 def resolve(catalog: Catalog, name: str) -> ToolEntry | str:
@@ -189,36 +199,3 @@ def resolve(catalog: Catalog, name: str) -> ToolEntry | str:
     if found:
         return found[0]
     return f"no agent or skill named {name!r}; use find_agent to look for one"
-
-
-def _run_agent_schema(call_schema: Mapping[str, Any]) -> dict[str, Any]:
-    properties = {"name": {"type": "string",
-                           "description": "the agent or skill, as find_agent names it"},
-                  **call_schema["properties"]}
-    return {**call_schema, "properties": properties,
-            "required": ["name", *call_schema.get("required", [])]}
-
-
-def router_tools(call_schema: Mapping[str, Any]) -> tuple[types.Tool, ...]:
-    return (
-        types.Tool(
-            name="find_agent",
-            title="Find an agent or skill",
-            description="Find the user's Claude Code agents and skills best suited to a task: "
-                        "returns them ranked, with why. Then call run_agent with the name.",
-            input_schema={
-                "type": "object", "additionalProperties": False, "required": ["task"],
-                "properties": {
-                    "task": {"type": "string", "minLength": 1,
-                             "description": "what needs doing, in a sentence or two"},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5}}},
-            annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False)),
-        types.Tool(
-            name="run_agent",
-            title="Run an agent or skill",
-            description="Run one of the user's Claude Code agents or skills by name (from "
-                        "find_agent) as a separate headless session; returns its answer, cost "
-                        "and session_id.",
-            input_schema=_run_agent_schema(call_schema),
-            annotations=types.ToolAnnotations(destructive_hint=True, open_world_hint=True)),
-    )

@@ -9,34 +9,22 @@ under a shield: SIGTERM, a bounded grace, then SIGKILL.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
-import subprocess
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 from anyio.abc import ByteReceiveStream, Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .events import Event, NotJSON, ResultEvent, parse_line
+from .command import Command
+from .errors import NotJSON
+from .events import Event, ResultEvent, parse_line
+from .processes import end_process_group, start_group_leader
 
 logger = logging.getLogger(__name__)
 
 OnEvent = Callable[[Event], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Command:
-    """Everything needed to start one child; built by ``command.py``."""
-
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-    cwd: Path
-    stdin: bytes
 
 
 @dataclass(frozen=True)
@@ -86,15 +74,7 @@ class _Collected:
 
 async def start(command: Command) -> Process:
     """Start ``command`` as the leader of a new process group (raises ``OSError``)."""
-    return await anyio.open_process(
-        list(command.argv),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=command.cwd,
-        env=dict(command.env),
-        start_new_session=True,
-    )
+    return await start_group_leader(command.argv, cwd=command.cwd, env=command.env)
 
 
 async def run(
@@ -250,65 +230,6 @@ async def _handle_line(raw: bytes, on_event: OnEvent, collected: _Collected) -> 
             collected.result = event
             collected.got_result.set()
         await on_event(event)
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while a process of the group runs; zombies do not count."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _has_live_member(pgid) if _PROC.is_dir() else True
-
-
-_PROC = Path("/proc")
-
-
-def _has_live_member(pgid: int) -> bool:
-    # An unreaped zombie still answers killpg(pgid, 0); where PID 1 does not reap
-    # (containers), that would stall every cleanup for the whole grace period.
-    for stat in _PROC.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-async def end_process_group(process: Process, grace_s: float) -> bool:
-    """End every process in the child's group: SIGTERM, wait ``grace_s``, SIGKILL.
-
-    Also sweeps a group whose leader already exited: MCP servers started by the
-    CLI can outlive it. Returns True when a signal had to be sent. Every wait is
-    bounded.
-    """
-    pgid = process.pid  # start_new_session=True makes the child its group's leader
-    if process.returncode is not None and not _group_alive(pgid):
-        return False
-    _signal_group(pgid, signal.SIGTERM)
-    if not await _group_gone_within(process, pgid, grace_s):
-        logger.warning("process group %s ignored SIGTERM for %.1fs; sending SIGKILL", pgid, grace_s)
-        _signal_group(pgid, signal.SIGKILL)
-        await _group_gone_within(process, pgid, grace_s)
-    return True
-
-
-async def _group_gone_within(process: Process, pgid: int, seconds: float) -> bool:
-    with anyio.move_on_after(seconds):
-        await process.wait()
-        while _group_alive(pgid):  # noqa: ASYNC110 - nothing signals a group's end; poll /proc
-            await anyio.sleep(0.02)
-        return True
-    return False
 
 
 async def _close(process: Process) -> None:

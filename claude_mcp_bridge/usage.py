@@ -1,18 +1,66 @@
-"""Usage analytics from the ledger, as a report for `usage`, `--json` and `bridge://usage`."""
+"""Usage analytics from the ledger's call rows: a report for `usage`, `--json` and
+`bridge://usage`, and the per-tool history that nudges the router."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from dataclasses import asdict
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from .ledger import Budget, Ledger
+from .budget import Budget
+from .ledger import Ledger, format_time, utc
 
 USAGE_URI = "bridge://usage"
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Calls grouped by tool or UTC day (``key``); the last row of ``usage`` is "total"."""
+
+    key: str
+    calls: int
+    ok: int
+    errors: int
+    """error, timeout and interrupted calls."""
+    refused: int
+    cancelled: int
+    success_rate: float | None
+    """ok / (calls - refused); None when every call was refused."""
+    p50_ms: int | None
+    p95_ms: int | None
+    """Nearest-rank percentiles of the durations of finished, non-refused calls."""
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+
+
+def usage_rows(ledger: Ledger, *, since: datetime, by: Literal["tool", "day"]) -> list[UsageRow]:
+    """Calls started at or after ``since``, one row per tool or UTC day (in key order),
+    then a row keyed "total"."""
+    rows = ledger.rows(
+        "SELECT tool, started_at, outcome, duration_ms, cost_usd, input_tokens, "
+        "output_tokens FROM calls WHERE started_at >= ? ORDER BY started_at",
+        (format_time(utc(since)),))
+    groups: dict[str, list[sqlite3.Row]] = {}
+    for row in rows:
+        key = row["tool"] if by == "tool" else row["started_at"][:10]
+        groups.setdefault(key, []).append(row)
+    return [*(_usage_row(key, groups[key]) for key in sorted(groups)),
+            _usage_row("total", rows)]
+
+
+def tool_history(ledger: Ledger, *, days: int = 30) -> dict[str, tuple[int, int]]:
+    """(successful, finished) calls per tool over the last ``days`` days."""
+    since = datetime.now(UTC) - timedelta(days=days)
+    return {row.key: (row.ok, row.calls - row.refused)
+            for row in usage_rows(ledger, since=since, by="tool") if row.key != "total"}
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime | None:
@@ -27,7 +75,7 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime | None:
 def usage_report(
     ledger: Ledger, budget: Budget, *, since: datetime, by: Literal["tool", "day"]
 ) -> dict[str, Any]:
-    rows = [asdict(row) for row in ledger.usage(since=since, by=by)]
+    rows = [asdict(row) for row in usage_rows(ledger, since=since, by=by)]
     return {
         "since": since.isoformat(timespec="seconds"),
         "by": by,
@@ -65,3 +113,29 @@ def _secs(ms: float | None) -> str:
 
 def _money(amount: float | None) -> str:
     return "no cap" if amount is None else f"${amount:.2f}"
+
+
+def _usage_row(key: str, rows: Sequence[sqlite3.Row]) -> UsageRow:
+    outcomes = [row["outcome"] for row in rows]
+    refused = outcomes.count("refused")
+    ok = outcomes.count("ok")
+    durations = sorted(row["duration_ms"] for row in rows
+                       if row["duration_ms"] is not None
+                       and row["outcome"] not in ("running", "refused"))
+    answered = len(rows) - refused
+    return UsageRow(
+        key=key, calls=len(rows), ok=ok,
+        errors=sum(outcomes.count(o) for o in ("error", "timeout", "interrupted")),
+        refused=refused, cancelled=outcomes.count("cancelled"),
+        success_rate=ok / answered if answered else None,
+        p50_ms=_nearest_rank(durations, 50), p95_ms=_nearest_rank(durations, 95),
+        cost_usd=sum(row["cost_usd"] or 0.0 for row in rows),
+        input_tokens=sum(row["input_tokens"] or 0 for row in rows),
+        output_tokens=sum(row["output_tokens"] or 0 for row in rows),
+    )
+
+
+def _nearest_rank(ordered: Sequence[int], percent: int) -> int | None:
+    if not ordered:
+        return None
+    return ordered[max(1, math.ceil(percent / 100 * len(ordered))) - 1]

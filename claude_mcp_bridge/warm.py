@@ -26,7 +26,9 @@ from dataclasses import dataclass, field, replace
 import anyio
 from anyio.abc import Process, TaskGroup
 
-from .runner import Command, end_process_group, start
+from .command import Command
+from .processes import end_process_group
+from .runner import start
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import selectors
+import time
 from pathlib import Path
+from typing import IO
 
 
 def pid_alive(pid: int) -> bool:
@@ -17,3 +21,21 @@ def pid_alive(pid: int) -> bool:
 def agent_tools(tools) -> list[str]:
     """The names of the per-definition tools, without the bridge's own (jobs, router)."""
     return [t.name for t in tools if t.name.startswith(("agent_", "skill_"))]
+
+
+def read_until(stream: IO[bytes], needle: bytes, timeout_s: float = 60.0) -> bytes:
+    """Read a child's pipe until ``needle`` has appeared; returns what was read. Fails when
+    the pipe closes or ``timeout_s`` passes first (a bound, not a synchronisation)."""
+    deadline = time.monotonic() + timeout_s
+    seen = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while needle not in seen:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                raise AssertionError(f"no {needle!r} within {timeout_s}s; read: {seen[-2000:]!r}")
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                raise AssertionError(f"the pipe closed before {needle!r}; read: {seen[-2000:]!r}")
+            seen += chunk
+    return seen

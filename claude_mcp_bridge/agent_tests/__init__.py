@@ -11,9 +11,7 @@ The flow, one module a stage::
     compare    this run vs the last run of an earlier version (content hash) of a definition
     report     text, JSON, JUnit XML
     cli        ``claude-mcp-bridge test``;  mcp_tool: the ``test_agent`` MCP tool
+
+Import the module you need: this package imports nothing, so the server and the CLI
+each load only their part.
 """
-
-from .cli import add_parser, run
-from .mcp_tool import TOOL_NAME, call_tool, tool
-
-__all__ = ["TOOL_NAME", "add_parser", "call_tool", "run", "tool"]

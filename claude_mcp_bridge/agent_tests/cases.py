@@ -40,7 +40,7 @@ from pydantic import (
 from agents_registry import Diagnostic, Kind, Roots
 from agents_registry.definitions import validation_reason
 
-from ..schemas import CallArguments
+from ..arguments import CallArguments
 from .checks import Check, JsonSchema, parse_check
 
 TESTS_DIR = "agent-tests"

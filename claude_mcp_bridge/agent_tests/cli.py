@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from ..bridge import open_bridge
 from ..catalog import Catalog
 from ..settings import Settings
 from .cases import TESTS_DIR, CaseFile, select_case_files
@@ -56,8 +57,6 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> argparse.Arg
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from ..server import open_bridge  # server.py imports this package for its MCP tool
-
     selection = select_case_files(args.names, settings.roots)
     if not selection.files:
         for diagnostic in selection.diagnostics:
@@ -99,11 +98,11 @@ async def _run_until_signal(
     compare: bool,
     threshold: float,
 ) -> tuple[SuiteResult, list[Comparison]] | None:
-    from ..transports.stdio import cancel_on_signal
+    from ..signals import cancel_on_signal
 
     outcome = None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(cancel_on_signal, tg.cancel_scope)
+        await tg.start(cancel_on_signal, tg.cancel_scope)
         suite = await run_suite(host, catalog, files, options, _progress)
         comparisons: list[Comparison] = []
         if compare:

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..ledger import CaseRecord, Ledger
+from ..ledger import Ledger
+from .history import CaseRecord, last_run_of_other_version
 from .summary import Summary, summarize
 
 DEFAULT_THRESHOLD = 0.1
@@ -54,7 +55,7 @@ def compare_with_earlier(
     if not after:
         return None
     first = after[0]
-    before = ledger.last_run_of_other_version(first.kind, first.name, first.definition_sha256)
+    before = last_run_of_other_version(ledger, first.kind, first.name, first.definition_sha256)
     return compare(after, before, threshold)
 
 

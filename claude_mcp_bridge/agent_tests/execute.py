@@ -1,7 +1,7 @@
 """One call of an agent or skill for a test, through the bridge's own stages.
 
 A test run is admitted and executed exactly like a tool call (``Bridge.admit_definition``
-then ``Bridge.run_admitted``: policy, budget reservation, slots, heartbeat, drain,
+then ``Bridge.execute``: policy, budget reservation, slots, heartbeat, drain,
 settlement), with what a test needs on top: an extra cwd root (the case's working
 copy), the JSON schema for structured output, and the names of the tools the agent used.
 
@@ -20,11 +20,13 @@ from typing import Any
 
 from agents_registry import Definition
 
-from ..bridge import Bridge, Progress
+from ..arguments import CallArguments
+from ..bridge import Bridge
 from ..events import Event, ToolUseEvent
-from ..policy import ToolPolicy
+from ..outcomes import Refusal
+from ..progress import Progress
 from ..result import CallReport
-from ..schemas import CallArguments
+from ..tool_policy import ToolPolicy
 
 Say = Callable[[str], Awaitable[None]]
 
@@ -82,10 +84,10 @@ async def call(
 ) -> Called | NotRun:
     admitted = await host.admit_definition(subject.tool, subject.definition, subject.policy,
                                            arguments, caller, json_schema=json_schema)
-    if isinstance(admitted, str):
-        return NotRun(admitted)
+    if isinstance(admitted, Refusal):
+        return NotRun(admitted.message)
     progress = _Watching(say)
-    finished = await host.run_admitted(admitted, progress)
+    finished = await host.execute(admitted, progress)
     if finished.report is None:
         return NotRun(finished.reason)
     return Called(admitted.call_id, finished.report, tuple(progress.tools_used),

@@ -14,14 +14,13 @@ from dataclasses import replace
 from typing import Annotated, Any, Literal, Protocol
 
 import anyio
-import mcp_types as types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from agents_registry import load_registry
 
 from ..catalog import Catalog, build_catalog
-from ..result import refusal
+from ..outcomes import Reply
 from ..settings import Settings
 from .cases import SUFFIXES, TESTS_DIR, CaseFile, select_case_files
 from .compare import compare_each
@@ -67,35 +66,19 @@ class TestAgentArguments(BaseModel):
         return value
 
 
-def tool() -> types.Tool:
-    return types.Tool(
-        name=TOOL_NAME,
-        title="Test an agent or skill",
-        description=(
-            "Run the test cases of one of the user's agents or skills (each case a real, "
-            "budgeted run in a scratch copy of its fixture) and report each case's checks, "
-            "cost and time, the pass rate and judge score, and what got worse since the last "
-            "tested version. Use it after editing an agent or skill file."),
-        input_schema=TestAgentArguments.model_json_schema(),
-        annotations=types.ToolAnnotations(
-            title="Test an agent or skill", read_only_hint=False, destructive_hint=False,
-            idempotent_hint=False, open_world_hint=True),
-    )
-
-
 async def call_tool(
     bridge: Host, arguments: Mapping[str, Any] | None, progress: Progress
-) -> types.CallToolResult:
+) -> Reply:
     try:
         parsed = TestAgentArguments.model_validate(dict(arguments or {}))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
                              for e in exc.errors(include_url=False))
-        return refusal(TOOL_NAME, f"invalid arguments: {problems}")
+        return Reply.refused(TOOL_NAME, f"invalid arguments: {problems}")
     settings = bridge.settings
     files, catalog = await anyio.to_thread.run_sync(_load, settings, parsed)
     if isinstance(files, str):
-        return refusal(TOOL_NAME, files)
+        return Reply.refused(TOOL_NAME, files)
     options = RunOptions(repeat=parsed.repeat,
                          cases=frozenset(parsed.cases) if parsed.cases else None,
                          caller="test/mcp")
@@ -105,16 +88,12 @@ async def call_tool(
         suite = await run_suite(bridge, catalog, files, options, heartbeat.say)
         tg.cancel_scope.cancel()
     if not suite.definitions:
-        return refusal(TOOL_NAME, "; ".join(str(d) for d in suite.diagnostics))
+        return Reply.refused(TOOL_NAME, "; ".join(str(d) for d in suite.diagnostics))
     comparisons = []
     if parsed.compare:
         comparisons = await anyio.to_thread.run_sync(
             compare_each, bridge.ledger, [d.records for d in suite.definitions])
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=text_report(suite, comparisons))],
-        structured_content=json_report(suite, comparisons),
-        is_error=False,
-    )
+    return Reply(text_report(suite, comparisons), json_report(suite, comparisons))
 
 
 class _Heartbeat:

@@ -23,14 +23,14 @@ import anyio
 
 from agents_registry import Definition, Diagnostic
 
+from ..arguments import CallArguments
 from ..catalog import Catalog, tool_name
-from ..ledger import CaseRecord, CaseStatus
-from ..policy import tool_policy
-from ..schemas import CallArguments
 from ..settings import Settings
+from ..tool_policy import tool_policy
 from .cases import Case, CaseFile, Judge
 from .checks import CheckResult, Observation
 from .execute import Called, Host, NotRun, Say, Subject, call
+from .history import CaseRecord, CaseStatus, record_case
 from .judge import VERDICT_SCHEMA, Verdict, builtin_judge, judge_prompt, read_verdict
 
 
@@ -198,7 +198,7 @@ async def _run_jobs(
             run = await _run_case(host, catalog, job, f"{options.caller} {run_id[:8]}", tell)
             results[index] = run
             await anyio.to_thread.run_sync(
-                host.ledger.record_case, record(run_id, job.subject.definition, run))
+                record_case, host.ledger, record(run_id, job.subject.definition, run))
             done += 1
             await say(f"[{done}/{len(jobs)}] {job.label}: {_verdict_line(run)}")
 

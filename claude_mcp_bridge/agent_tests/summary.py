@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..ledger import CaseRecord
+from .history import CaseRecord
 
 
 @dataclass(frozen=True)

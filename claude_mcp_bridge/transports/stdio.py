@@ -12,17 +12,20 @@ the pipe.
 
 from __future__ import annotations
 
+import logging
 import os
-import signal
 import stat
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
 import anyio
-from anyio import CancelScope
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
+
+from ..signals import cancel_on_signal
+
+logger = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 
@@ -32,8 +35,9 @@ async def serve_stdio(server: Server[Any]) -> None:
     # transport's stdin reader, which would otherwise wait for the client to close the pipe.
     with _stdin_lines(0) as stdin:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(cancel_on_signal, tg.cancel_scope)
+            await tg.start(cancel_on_signal, tg.cancel_scope)
             async with stdio_server(stdin=cast(Any, stdin)) as (read, write):
+                logger.info("serving over stdio", extra={"event": "serve.ready"})
                 await server.run(read, write, server.create_initialization_options())
             tg.cancel_scope.cancel()
 
@@ -72,11 +76,3 @@ async def _read_lines(fd: int) -> AsyncIterator[str]:
                 yield buffer.decode("utf-8", errors="replace")
             return
         buffer += chunk
-
-
-async def cancel_on_signal(scope: CancelScope) -> None:
-    """Cancel ``scope`` on the first SIGTERM, SIGINT or SIGHUP."""
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return

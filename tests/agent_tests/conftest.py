@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from claude_mcp_bridge import agent_tests
+from claude_mcp_bridge.agent_tests import cli as agent_tests
 from claude_mcp_bridge.agent_tests.cases import select_case_files
 from claude_mcp_bridge.agent_tests.runner import RunOptions, SuiteResult, run_suite
-from claude_mcp_bridge.server import open_bridge
+from claude_mcp_bridge.bridge import open_bridge
 from claude_mcp_bridge.settings import Settings
 
 

@@ -3,7 +3,7 @@
 import json
 
 from claude_mcp_bridge.agent_tests.compare import compare
-from claude_mcp_bridge.ledger import CaseRecord
+from claude_mcp_bridge.agent_tests.history import CaseRecord
 from tests.agent_tests.conftest import write_tests
 
 CASES = """

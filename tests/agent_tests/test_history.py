@@ -3,8 +3,15 @@
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
-from claude_mcp_bridge import ledger as ledger_module
-from claude_mcp_bridge.ledger import SCHEMA_VERSION, CaseRecord, Ledger
+from claude_mcp_bridge import ledger_schema as ledger_module
+from claude_mcp_bridge.agent_tests.history import (
+    CaseRecord,
+    case_records,
+    last_run_of_other_version,
+    record_case,
+)
+from claude_mcp_bridge.ledger import Ledger
+from claude_mcp_bridge.ledger_schema import SCHEMA_VERSION
 
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -23,8 +30,8 @@ def test_a_version_1_ledger_gains_the_test_table_and_keeps_its_calls(tmp_path):
     db.close()
     with Ledger.open(path) as ledger:
         assert ledger.get("c1")["outcome"] == "ok"
-        ledger.record_case(record("run", "sha", "a"))
-        assert [r.case_name for r in ledger.case_records("run")] == ["a"]
+        record_case(ledger, record("run", "sha", "a"))
+        assert [r.case_name for r in case_records(ledger, "run")] == ["a"]
     assert SCHEMA_VERSION == 2
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (2,)
@@ -41,19 +48,19 @@ def test_the_last_run_of_another_version_is_the_latest_with_a_different_hash(tmp
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         def store(run_id, sha, minutes, *cases):
             for case in cases:
-                ledger.record_case(record(run_id, sha, case),
+                record_case(ledger, record(run_id, sha, case),
                                    now=T0 + timedelta(minutes=minutes))
 
-        assert ledger.last_run_of_other_version("agent", "reviewer", "c") == []
+        assert last_run_of_other_version(ledger, "agent", "reviewer", "c") == []
         store("r1", "a", 0, "x", "y")
         store("r2", "b", 1, "x")
         store("r3", "c", 2, "x")
         store("r4", "c", 3, "x")
-        earlier = ledger.last_run_of_other_version("agent", "reviewer", "c")
+        earlier = last_run_of_other_version(ledger, "agent", "reviewer", "c")
         assert [(r.run_id, r.case_name) for r in earlier] == [("r2", "x")]
         assert earlier[0].recorded_at == "2025-03-10T12:01:00.000000Z"
-        assert [r.run_id for r in ledger.last_run_of_other_version("agent", "reviewer", "b")] \
+        assert [r.run_id for r in last_run_of_other_version(ledger, "agent", "reviewer", "b")] \
             == ["r4"]
-        assert ledger.last_run_of_other_version("skill", "reviewer", "c") == []
-        ledger.record_case(record("r5", "d", "x", status="failed"))
-        assert ledger.case_records("r5")[0].message == "bad ? text"  # storable text
+        assert last_run_of_other_version(ledger, "skill", "reviewer", "c") == []
+        record_case(ledger, record("r5", "d", "x", status="failed"))
+        assert case_records(ledger, "r5")[0].message == "bad ? text"  # storable text

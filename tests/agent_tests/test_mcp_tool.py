@@ -4,7 +4,9 @@ import hashlib
 
 import pytest
 
-from claude_mcp_bridge.agent_tests import TOOL_NAME, call_tool, tool
+from claude_mcp_bridge.agent_tests.history import case_records
+from claude_mcp_bridge.agent_tests.mcp_tool import TOOL_NAME, call_tool
+from claude_mcp_bridge.builtin_tools import TEST_TOOL
 from claude_mcp_bridge.ledger import Ledger
 from claude_mcp_bridge.server import open_bridge
 from tests.agent_tests.conftest import Said, write_tests
@@ -13,7 +15,7 @@ pytestmark = pytest.mark.anyio
 
 
 def test_the_tool_takes_a_name_and_optional_cases_repeat_and_compare():
-    published = tool()
+    published = TEST_TOOL
     assert published.name == TOOL_NAME == "test_agent"
     schema = published.input_schema
     assert schema["required"] == ["name"]
@@ -33,16 +35,16 @@ async def test_a_call_tests_the_definition_as_it_is_on_disk_now(workspace, fake_
         path.write_text(path.read_text().replace("Old.", "New."))  # edited after start-up
         result = await call_tool(bridge, {"name": "reviewer", "cases": ["picky"]}, said)
     assert result.is_error is False
-    report = result.structured_content
+    report = result.structured
     assert report["passed"] is False
     [definition] = report["definitions"]
     assert definition["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert [c["name"] for c in definition["cases"]] == ["picky"]
-    assert "FAIL  picky" in result.content[0].text
-    assert "compare agent reviewer: no earlier version" in result.content[0].text
+    assert "FAIL  picky" in result.text
+    assert "compare agent reviewer: no earlier version" in result.text
     assert "reviewer/picky: started" in said.messages
     with Ledger.open(workspace.settings(None).ledger_path) as ledger:
-        [row] = ledger.case_records(report["run_id"])
+        [row] = case_records(ledger, report["run_id"])
     assert row.status == "failed"
 
 
@@ -60,7 +62,7 @@ async def test_a_call_that_cannot_run_is_an_error(workspace, fake_claude, argume
     with open_bridge(workspace.settings(fake_claude)) as bridge:
         result = await call_tool(bridge, arguments, Said())
     assert result.is_error is True
-    assert message in result.content[0].text
+    assert message in result.text
     assert fake_claude.records() == []
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from claude_mcp_bridge.agent_tests.history import case_records
 from claude_mcp_bridge.agent_tests.judge import FIRST_LINE, VERDICT_SCHEMA
 from claude_mcp_bridge.agent_tests.summary import summarize
 from claude_mcp_bridge.ledger import Ledger
@@ -178,7 +179,7 @@ async def test_every_run_is_a_ledger_call_and_a_test_record(workspace, fake_clau
     assert {call_a["tool"], call_a["outcome"]} == {"agent_reviewer", "ok"}
     assert call_a["caller"].startswith("test ")
     with Ledger.open(settings.ledger_path) as ledger:
-        records = ledger.case_records(suite.run_id)
+        records = case_records(ledger, suite.run_id)
     assert [(r.case_name, r.attempt, r.status) for r in records] == \
         [("a", 1, "passed"), ("a", 2, "passed")]
     import hashlib

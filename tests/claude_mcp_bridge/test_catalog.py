@@ -5,15 +5,15 @@ import jsonschema
 import pytest
 
 from agents_registry import Roots, load_registry
-from claude_mcp_bridge.catalog import build_catalog, tool_name
-from claude_mcp_bridge.config import Config
-from claude_mcp_bridge.schemas import (
+from claude_mcp_bridge.arguments import (
     INPUT_SCHEMA,
     OUTPUT_SCHEMA,
     CallArguments,
     CallOutput,
     parse_arguments,
 )
+from claude_mcp_bridge.catalog import build_catalog, tool_name
+from claude_mcp_bridge.config import Config
 
 NAME_RULE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 
 from agents_registry import Roots, load_registry
+from claude_mcp_bridge.arguments import CallArguments
 from claude_mcp_bridge.command import CommandError, build_command, format_usd
-from claude_mcp_bridge.policy import Refused, plan_call, tool_policy
-from claude_mcp_bridge.schemas import CallArguments
+from claude_mcp_bridge.outcomes import Refusal
+from claude_mcp_bridge.policy import plan_call
 from claude_mcp_bridge.settings import DEPTH_VAR, Settings
+from claude_mcp_bridge.tool_policy import tool_policy
 
 
 def definition(workspace, kind, name):
@@ -23,7 +25,7 @@ def command_for(definition, arguments: CallArguments, settings: Settings):
     plan = plan_call(definition, arguments, policy, depth=settings.depth,
                      max_depth=settings.config.limits.max_depth,
                      project_dir=settings.project_dir)
-    assert not isinstance(plan, Refused), plan
+    assert not isinstance(plan, Refusal), plan
     return build_command(definition, plan, arguments.prompt, settings, settings.claude.path)
 
 

@@ -17,7 +17,7 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 
-from tests.support import agent_tools, pid_alive
+from tests.support import agent_tools, pid_alive, read_until
 
 pytestmark = pytest.mark.anyio
 
@@ -431,7 +431,7 @@ def test_a_stdio_server_stops_cleanly_on_sigterm_with_reload_running(workspace, 
         [sys.executable, "-m", "claude_mcp_bridge", "serve", "--project-dir",
          str(workspace.project)], env=workspace.cli_env(fake_claude), stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(1.0)
+    read_until(proc.stderr, b"serving over stdio")  # its signal handlers are in place
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
     for stream in (proc.stdin, proc.stdout, proc.stderr):

@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp import Client
 
@@ -26,25 +27,26 @@ async def serving(settings) -> AsyncIterator[tuple[Client, object]]:
             yield client, bridge
 
 
-async def test_a_job_returns_its_id_at_once_then_its_status_and_result(workspace, fake_claude):
+async def test_a_job_returns_its_id_at_once_then_its_status_and_result(
+        workspace, fake_claude, tmp_path):
     workspace.agent("reviewer")
-    fake_claude.script(SLOW)
+    release = tmp_path / "release"
+    fake_claude.script([{"init": {}}, {"text": "working on it"}, {"until": str(release)},
+                        {"result": {"result": "Job done.", "total_cost_usd": 0.3}}])
     async with serving(workspace.settings(fake_claude)) as (client, bridge):
-        with anyio.fail_after(0.9):  # well before the agent's 1 s of work is over
-            started = await client.call_tool(
-                "job_start", {"tool": "agent_reviewer", "arguments": {"prompt": "review"}})
+        # The agent cannot finish before ``release`` exists: the answer came first.
+        started = await client.call_tool(
+            "job_start", {"tool": "agent_reviewer", "arguments": {"prompt": "review"}})
         job_id = started.structured_content["job_id"]
         assert started.structured_content["state"] == "running"
-        with anyio.fail_after(10):
-            while not fake_claude.records():  # noqa: ASYNC110 - another process
-                await anyio.sleep(0.05)
-        await anyio.sleep(0.3)
-        status = await client.call_tool("job_status", {"job_id": job_id})
+        status = await _status_once(client, job_id, lambda s: "wrote 3 words" in s.get(
+            "recent_events", []))
         assert status.structured_content["state"] == "running"
         assert "wrote 3 words" in status.structured_content["recent_events"]
         assert status.structured_content["elapsed_s"] > 0
         early = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 0.05})
         assert "still running" in early.content[0].text and not early.is_error
+        release.touch()
         done = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 30})
         assert done.content[0].text == "Job done."
         assert done.structured_content["cost_usd"] == 0.3
@@ -176,8 +178,18 @@ async def test_a_finished_job_is_not_held_in_memory(workspace, fake_claude):
         )).structured_content["job_id"] for i in range(3)]
         answers = [await client.call_tool("job_result", {"job_id": j, "wait_s": 30})
                    for j in jobs]
-        await anyio.sleep(0.1)
+        # a job leaves memory in the same step that wakes job_result (no await between)
         status = await client.call_tool("job_status", {"job_id": jobs[0]})
     assert [a.content[0].text for a in answers] == ["quick"] * 3
     assert status.structured_content["state"] == "ok"
     assert "recent_events" not in status.structured_content  # from the ledger, not memory
+
+
+async def _status_once(client, job_id: str, ready) -> types.CallToolResult:
+    """The job's status once ``ready(structured status)`` holds (bounded)."""
+    with anyio.fail_after(15):
+        while True:
+            status = await client.call_tool("job_status", {"job_id": job_id})
+            if ready(status.structured_content):
+                return status
+            await anyio.sleep(0.02)

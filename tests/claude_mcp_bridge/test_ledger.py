@@ -17,17 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from claude_mcp_bridge.ledger import (
-    SCHEMA_VERSION,
-    Budget,
-    BudgetRefusal,
-    CallStart,
-    Ledger,
-    LedgerError,
-    Reservation,
-    Settlement,
-    UsageRow,
-)
+from claude_mcp_bridge.budget import Budget, BudgetRefusal
+from claude_mcp_bridge.errors import LedgerError
+from claude_mcp_bridge.ledger import CallStart, Ledger, Reservation, Settlement
+from claude_mcp_bridge.ledger_schema import SCHEMA_VERSION
+from claude_mcp_bridge.usage import UsageRow, usage_rows
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
@@ -40,7 +34,8 @@ HOLDING_CHILD = """
 import sys
 from datetime import datetime
 from pathlib import Path
-from claude_mcp_bridge.ledger import Budget, CallStart, Ledger
+from claude_mcp_bridge.budget import Budget
+from claude_mcp_bridge.ledger import CallStart, Ledger
 ledger = Ledger.open(Path(sys.argv[1]))
 start = CallStart("agent_reviewer", "agent", "reviewer.md", "0" * 64, "child", "hi")
 reservation = ledger.reserve(start, float(sys.argv[2]), Budget(), Budget(daily_usd=5.0),
@@ -58,7 +53,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from claude_mcp_bridge.ledger import Budget, CallStart, Ledger, Reservation
+from claude_mcp_bridge.budget import Budget
+from claude_mcp_bridge.ledger import CallStart, Ledger, Reservation
 ledger = Ledger.open(Path(sys.argv[1]))
 start = CallStart("agent_reviewer", "agent", "reviewer.md", "0" * 64, "child", "hi")
 now = datetime.fromisoformat(sys.argv[3])
@@ -486,7 +482,7 @@ def history(ledger: Ledger) -> Ledger:
 
 
 def test_usage_by_tool_gives_success_rate_percentiles_cost_and_a_total(history):
-    rows = {row.key: row for row in history.usage(since=NOW - timedelta(days=1), by="tool")}
+    rows = {row.key: row for row in usage_rows(history, since=NOW - timedelta(days=1), by="tool")}
     assert list(rows) == ["agent_b", TOOL, "total"]
 
     reviewer, b, total = rows[TOOL], rows["agent_b"], rows["total"]
@@ -502,16 +498,16 @@ def test_usage_by_tool_gives_success_rate_percentiles_cost_and_a_total(history):
 
 
 def test_usage_by_day_groups_calls_by_their_utc_start_date(history):
-    rows = history.usage(since=NOW - timedelta(days=1), by="day")
+    rows = usage_rows(history, since=NOW - timedelta(days=1), by="day")
     assert [(r.key, r.calls, round(r.cost_usd, 2)) for r in rows] == [
         ("2025-03-10", 5, 0.65), ("2025-03-11", 3, 0.03), ("total", 8, 0.68)]
 
 
 def test_usage_of_only_refused_calls_has_no_success_rate_or_percentiles(ledger):
     ledger.refuse(call(), "depth", now=NOW)
-    (row, total) = ledger.usage(since=NOW - timedelta(hours=1), by="tool")
+    (row, total) = usage_rows(ledger, since=NOW - timedelta(hours=1), by="tool")
     assert (row.calls, row.refused, row.success_rate, row.p50_ms, row.p95_ms) == (
         1, 1, None, None, None)
     assert total.key == "total"
-    assert ledger.usage(since=NOW + timedelta(hours=1), by="day") == [
+    assert usage_rows(ledger, since=NOW + timedelta(hours=1), by="day") == [
         UsageRow("total", 0, 0, 0, 0, 0, None, None, None, 0.0, 0, 0)]

@@ -9,6 +9,7 @@ import pytest
 from mcp import Client
 
 from claude_mcp_bridge.server import create_server, open_bridge
+from claude_mcp_bridge.usage import usage_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -64,7 +65,7 @@ async def test_a_stalled_agent_is_a_clear_error_and_its_row_says_so(workspace, f
     with open_bridge(workspace.settings(fake_claude, config)) as bridge:
         async with Client(create_server(bridge)) as client:
             result = await client.call_tool("agent_reviewer", {"prompt": "go"})
-        [row] = bridge.ledger.usage(since=_long_ago(), by="tool")[:1]
+        [row] = usage_rows(bridge.ledger, since=_long_ago(), by="tool")[:1]
     assert result.is_error
     assert "stalled" in result.content[0].text and "0.5s" in result.content[0].text
     assert row.calls == 1 and row.ok == 0

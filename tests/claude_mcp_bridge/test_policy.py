@@ -8,16 +8,11 @@ import pytest
 
 from agents_registry import Definition
 from agents_registry.definitions import build_definition
+from claude_mcp_bridge.arguments import CallArguments
 from claude_mcp_bridge.config import Config
-from claude_mcp_bridge.policy import (
-    Refused,
-    RunPlan,
-    ToolPolicy,
-    narrow_tools,
-    plan_call,
-    tool_policy,
-)
-from claude_mcp_bridge.schemas import CallArguments
+from claude_mcp_bridge.outcomes import Refusal
+from claude_mcp_bridge.policy import RunPlan, narrow_tools, plan_call
+from claude_mcp_bridge.tool_policy import ToolPolicy, tool_policy
 
 
 def agent(name: str = "reviewer", **front: Any) -> Definition:
@@ -38,7 +33,7 @@ def policy_for(definition: Definition, config: dict[str, Any] | None = None,
 
 
 def plan(definition: Definition, config: dict[str, Any] | None = None, *,
-         project: Path | None = None, depth: int = 0, **arguments: Any) -> RunPlan | Refused:
+         project: Path | None = None, depth: int = 0, **arguments: Any) -> RunPlan | Refusal:
     project = project or Path.cwd()
     policy = policy_for(definition, config, project)
     max_depth = Config.model_validate(config or {}).limits.max_depth
@@ -54,8 +49,8 @@ def admitted(definition: Definition, config: dict[str, Any] | None = None, **kw:
 
 def refused(definition: Definition, config: dict[str, Any] | None = None, **kw: Any) -> str:
     result = plan(definition, config, **kw)
-    assert isinstance(result, Refused), result
-    return result.reason
+    assert isinstance(result, Refusal), result
+    return result.message
 
 
 # --- tools: narrow, never widen ---------------------------------------------------------------
@@ -298,9 +293,10 @@ def test_a_tools_policy_carries_its_budget_and_concurrency() -> None:
 
 def test_a_policy_that_leaves_no_tools_refuses_instead_of_passing_an_empty_list(workspace):
     from agents_registry import Roots, load_registry
+    from claude_mcp_bridge.arguments import CallArguments
     from claude_mcp_bridge.config import Config
-    from claude_mcp_bridge.policy import Refused, plan_call, tool_policy
-    from claude_mcp_bridge.schemas import CallArguments
+    from claude_mcp_bridge.policy import plan_call
+    from claude_mcp_bridge.tool_policy import tool_policy
 
     workspace.agent("writer", "tools: Write, Edit\n")
     definition = load_registry(Roots(workspace.user_claude, workspace.project)).get(
@@ -309,5 +305,5 @@ def test_a_policy_that_leaves_no_tools_refuses_instead_of_passing_an_empty_list(
     plan = plan_call(definition, CallArguments(prompt="go"),
                      tool_policy(config, definition, workspace.project), depth=0, max_depth=3,
                      project_dir=workspace.project)
-    assert isinstance(plan, Refused)
-    assert "none of its tools (Write, Edit) is allowed" in plan.reason
+    assert isinstance(plan, Refusal)
+    assert "none of its tools (Write, Edit) is allowed" in plan.message

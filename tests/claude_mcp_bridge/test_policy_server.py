@@ -15,7 +15,8 @@ import pytest
 from mcp import Client
 from mcp.server import Server
 
-from claude_mcp_bridge.ledger import Budget, CallStart, Ledger, Reservation, Settlement
+from claude_mcp_bridge.budget import Budget
+from claude_mcp_bridge.ledger import CallStart, Ledger, Reservation, Settlement
 from claude_mcp_bridge.server import create_server, open_bridge
 from claude_mcp_bridge.settings import Settings
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from claude_mcp_bridge.ledger import Budget, CallStart, Ledger, Reservation, Settlement
+from claude_mcp_bridge.budget import Budget
+from claude_mcp_bridge.ledger import CallStart, Ledger, Reservation, Settlement
 from tests.support import pid_alive
 
 CONFIG = """

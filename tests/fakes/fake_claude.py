@@ -35,6 +35,8 @@ Steps (one action key per step)
 ``{"raw": "text"}``                  that line as-is on stdout (any output format)
 ``{"stderr": "text"}``               that line on stderr
 ``{"sleep": seconds}``               sleep (signals still handled)
+``{"until": "/abs/path"}``           wait until that file exists (a test releases the fake when
+                                     it has seen what it waits for; signals still handled)
 ``{"exit": code}``                   exit now with that code
 ``{"crash": "SIGSEGV"}``             kill itself with that signal (a name, with or without SIG, or
                                      a number)
@@ -807,7 +809,7 @@ def now_iso() -> str:
 
 STEP_KEYS = {"init": set(), "text": set(), "tool_use": set(), "tool_result": set(),
              "result": {"exit"}, "raw": set(), "stderr": set(), "sleep": set(), "exit": set(),
-             "crash": set(), "hang": set(), "spawn": set(), "write": set()}
+             "crash": set(), "hang": set(), "spawn": set(), "write": set(), "until": set()}
 
 
 def script_error(message: str) -> Exit:
@@ -1092,6 +1094,9 @@ class Run:
                 write(sys.stderr, f"{value}\n")
             elif action == "sleep":
                 time.sleep(float(value))
+            elif action == "until":
+                while not Path(value).exists():
+                    time.sleep(0.01)
             elif action == "exit":
                 finish(int(value))
             elif action == "crash":

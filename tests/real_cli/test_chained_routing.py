@@ -16,8 +16,9 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
+from claude_mcp_bridge.forwarding import forwarded_mcp
 from claude_mcp_bridge.ledger import Ledger
-from claude_mcp_bridge.mcp_config import forwarded_mcp
+from claude_mcp_bridge.usage import usage_rows
 from tests.real_cli.support import (
     DEMO_MCP_SERVER,
     EXAMPLE,
@@ -67,7 +68,7 @@ async def schedule(params: StdioServerParameters, real: RealCli):
 
 def ledger_calls(tmp_path: Path) -> dict[str, int]:
     with Ledger.open(tmp_path / "data" / "ledger.sqlite3") as ledger:
-        rows = ledger.usage(since=datetime.now(UTC) - timedelta(hours=1), by="tool")
+        rows = usage_rows(ledger, since=datetime.now(UTC) - timedelta(hours=1), by="tool")
     return {row.key: row.ok for row in rows if row.key != "total"}
 
 

@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from claude_mcp_bridge.mcp_config import is_bridge_entry
+from claude_mcp_bridge.forwarding import is_bridge_entry
 from tests.real_cli.support import REPO, example_module
 
 BRIEF = "Book 'Design review', 30 minutes, alice with bob, on 2026-03-10."

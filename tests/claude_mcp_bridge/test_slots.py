@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
-from claude_mcp_bridge.admission import QueueFull, Slots
+from claude_mcp_bridge.slots import QueueFull, Slots
 
 pytestmark = pytest.mark.anyio
 

@@ -14,16 +14,11 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from .errors import QueueFull
+
+__all__ = ["OnQueued", "QueueFull", "Slots"]
+
 OnQueued = Callable[[int], Awaitable[None]]
-
-
-class QueueFull(Exception):
-    def __init__(self, running: int, waiting: int) -> None:
-        self.running = running
-        self.waiting = waiting
-        super().__init__(
-            f"the bridge is busy: {running} calls running and {waiting} waiting (the queue is "
-            "full); retry later, or raise [limits] max_queue / max_concurrency")
 
 
 class Slots:

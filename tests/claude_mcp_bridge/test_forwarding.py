@@ -3,7 +3,7 @@ import json
 import pytest
 
 from claude_mcp_bridge.errors import ConfigError
-from claude_mcp_bridge.mcp_config import call_flags, chain_for, forwarded_mcp, is_bridge_entry
+from claude_mcp_bridge.forwarding import call_flags, chain_for, forwarded_mcp, is_bridge_entry
 
 
 def write(path, servers):

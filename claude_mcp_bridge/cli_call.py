@@ -17,7 +17,7 @@ from mcp import Client, MCPError
 
 from .errors import UnknownToolError
 from .server import Bridge, create_server
-from .transports.stdio import cancel_on_signal
+from .signals import cancel_on_signal
 
 
 async def call_once(bridge: Bridge, tool: str, arguments: dict[str, Any], as_json: bool) -> int:
@@ -26,7 +26,7 @@ async def call_once(bridge: Bridge, tool: str, arguments: dict[str, Any], as_jso
         return 2
     result: types.CallToolResult | None = None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(cancel_on_signal, tg.cancel_scope)
+        await tg.start(cancel_on_signal, tg.cancel_scope)
         try:
             async with Client(create_server(bridge)) as client:
                 result = await client.call_tool(tool, arguments, progress_callback=_show)

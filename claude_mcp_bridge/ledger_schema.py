@@ -1,0 +1,88 @@
+"""The ledger's schema: one migration step per version, applied in order.
+
+The schema version is ``PRAGMA user_version``. Version 1: ``calls``, one row per call.
+Version 2 adds ``test_results``: one row per run of an agent-test case, with the
+definition's content hash.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from .errors import LedgerError
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE calls (
+            id TEXT PRIMARY KEY,
+            tool TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            definition_path TEXT NOT NULL,
+            definition_sha256 TEXT NOT NULL,
+            caller TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            outcome TEXT NOT NULL,
+            reserved_usd REAL,
+            cost_usd REAL,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cache_creation_input_tokens INTEGER,
+            cache_read_input_tokens INTEGER,
+            num_turns INTEGER,
+            session_id TEXT,
+            error TEXT,
+            prompt_chars INTEGER NOT NULL,
+            prompt_sha256 TEXT NOT NULL,
+            prompt TEXT,
+            duration_ms INTEGER,
+            owner TEXT NOT NULL
+        )""",
+        "CREATE INDEX calls_started_at ON calls (started_at)",
+        "CREATE INDEX calls_tool_started_at ON calls (tool, started_at)",
+        "CREATE INDEX calls_outcome ON calls (outcome)",
+    ),
+    (
+        # One row per run of one agent-test case (``claude-mcp-bridge test``); ``run_id``
+        # groups the rows of one invocation, ``call_id`` points at the agent's call row.
+        """CREATE TABLE test_results (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            definition_path TEXT NOT NULL,
+            definition_sha256 TEXT NOT NULL,
+            test_file TEXT NOT NULL,
+            case_name TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            failed_check TEXT,
+            message TEXT,
+            judge_score REAL,
+            cost_usd REAL,
+            judge_cost_usd REAL,
+            duration_ms INTEGER,
+            num_turns INTEGER,
+            call_id TEXT
+        )""",
+        "CREATE INDEX test_results_definition ON test_results (kind, name, recorded_at)",
+        "CREATE INDEX test_results_run ON test_results (run_id)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema up to date inside the caller's transaction."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise LedgerError(path, (
+            f"the ledger has schema version {version}, newer than this bridge knows "
+            f"({SCHEMA_VERSION}); upgrade claude-mcp-bridge or point it at another file"))
+    for step in _MIGRATIONS[version:]:
+        for statement in step:
+            db.execute(statement)
+    # PRAGMA takes no parameters; SCHEMA_VERSION is our own int.
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

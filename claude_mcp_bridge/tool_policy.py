@@ -1,0 +1,77 @@
+"""The config as it applies to one definition: its budget, limits and permissions.
+
+Built once per catalog (``catalog.py``) and carried with each published tool, so a
+call looks nothing up in the config.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from agents_registry import Definition
+
+from .budget import Budget
+from .config import Config
+
+_N = TypeVar("_N", int, float)
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    """The config as it applies to one definition."""
+
+    budget: Budget
+    """The tool's own daily and monthly caps."""
+    per_call_usd: float | None
+    timeout_s: float
+    max_turns: int | None
+    max_concurrency: int | None
+    permission_mode: str | None
+    allowed_tools: tuple[tuple[str, ...], ...]
+    """Allow-lists that all must admit a tool (global, then the tool's own)."""
+    disallowed_tools: tuple[str, ...]
+    cwd_roots: tuple[Path, ...]
+    allow_model_override: bool
+    allow_bypass: bool
+
+
+def tool_policy(config: Config, definition: Definition, project_dir: Path) -> ToolPolicy:
+    tool = config.tool(definition.kind, definition.name)
+    limits, permissions = config.limits, config.permissions
+    roots = tool.permissions.allowed_cwd_roots or permissions.allowed_cwd_roots or [project_dir]
+    allow_lists = [permissions.allowed_tools, tool.permissions.allowed_tools]
+    override = tool.permissions.allow_model_override
+    return ToolPolicy(
+        budget=Budget(None, tool.budget.daily_usd, tool.budget.monthly_usd),
+        per_call_usd=smallest(config.budget.per_call_usd, tool.budget.per_call_usd),
+        timeout_s=tool.limits.timeout_s or limits.timeout_s,
+        max_turns=smallest(limits.max_turns, tool.limits.max_turns),
+        max_concurrency=tool.limits.max_concurrency,
+        permission_mode=tool.permissions.mode or permissions.mode,
+        allowed_tools=tuple(tuple(a) for a in allow_lists if a is not None),
+        disallowed_tools=unique(
+            [*permissions.disallowed_tools, *tool.permissions.disallowed_tools]),
+        cwd_roots=tuple(_resolved(str(r)) for r in roots),
+        allow_model_override=override if override is not None else permissions.allow_model_override,
+        allow_bypass=permissions.allow_bypass_permissions,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved(root: str) -> Path:
+    # A catalog of thousands resolves the same few roots once each, not once per tool.
+    # Cached for the process: a root that later becomes a symlink elsewhere needs a restart.
+    return Path(root).expanduser().resolve()
+
+
+def smallest(*values: _N | None) -> _N | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
