@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from agents_registry import Definition
 
-from .router import words
+from .text import words
 
 MAX_DESCRIPTION = 2048
 SIMILAR = 0.8
