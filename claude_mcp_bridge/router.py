@@ -39,7 +39,7 @@ from .text import terms, user_phrases, words
 
 Field = Literal["name", "phrases", "description", "body"]
 FIELDS: tuple[Field, ...] = ("name", "phrases", "description", "body")
-BODY_CHARS = 8000
+BODY_CHARS = 4000
 MAX_CACHED_TERMS = 50_000
 """Tasks bring words of their own; past this many, postings are worked out each time."""
 
