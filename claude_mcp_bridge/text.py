@@ -56,7 +56,7 @@ _TERMS = _Terms()
 def terms(text: str) -> dict[str, int]:
     """The index terms of ``text`` and how often each occurs."""
     found = _WORD.findall(text.lower())
-    _learn(set(found).difference(_TERMS))
+    _learn({word for word in set(found) if word not in _TERMS})
     counted = Counter(map(_TERMS.__getitem__, found))
     counted.pop("", None)
     return counted
