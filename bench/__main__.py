@@ -17,6 +17,7 @@ from .latency import bench_latency
 from .options import Options
 from .reload import bench_reload
 from .report import Table, machine
+from .router_eval import bench_router
 from .scale import bench_scale
 from .streaming import bench_streaming
 from .workspace import BENCH_DIR
@@ -27,6 +28,7 @@ BENCHES: dict[str, Callable[[Options], Awaitable[Table]]] = {
     "concurrency": bench_concurrency,
     "streaming": bench_streaming,
     "reload": bench_reload,
+    "router": bench_router,
 }
 
 

@@ -4,73 +4,56 @@
 ``run_agent`` runs one by name. The calling model then pays for two tool
 definitions in its context, not fifty.
 
-Ranking is BM25 (Okapi, k1 1.2, b 0.75) over each definition's name (weighted
-up), description and tags, on lightly stemmed words without stop words, nudged by
-the definition's past success in the ledger. It is lexical: fast (well under a
-millisecond per query for hundreds of definitions), explainable (the reason lists
-the words that matched) and needs no model or network. A library was considered
-(``rank-bm25`` pulls in NumPy for forty lines of arithmetic), and so were embedding
-models (hundreds of MB, slow start-up); neither earned its place. Accuracy on the
-evaluation set in ``tests/fixtures/`` is reported in the README.
+Ranking is BM25F (BM25 over several fields, each with its own weight and length
+normalisation) on Snowball-stemmed words (``text.py``), nudged by the definition's
+past success in the ledger. The fields:
+
+- name: the words of the name, weighted up, but only as far as the word is distinctive
+  in this catalog ("react", "install", "pro" in a name say little when many
+  descriptions use them);
+- phrases: the author's words for when to call it ("Use when ...", "Use PROACTIVELY
+  for ...", "Triggers on ...") and the configured tags: the user's own vocabulary;
+- description;
+- body: the agent's instructions, weighted down: the best single signal for tasks
+  phrased away from the description, without drowning it.
+
+Evaluated on three public collections and the team's own set (``bench/router_eval.py``,
+figures in the README). The index is built once per catalog: postings hold each
+term's finished contribution, so a query only sums them (well under a millisecond
+for 500 definitions). No model and no network: an embedding model was weighed and
+left out (README).
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from .catalog import Catalog, ToolEntry
 from .outcomes import Reply
+from .text import terms, user_phrases, words
 
-K1 = 1.2
-B = 0.75
-NAME_WEIGHT = 3.0
-"""A word in a definition's name counts as this many words of its description."""
-BODY_WEIGHT = 0.3
-"""A word of the body (the agent's instructions) counts this much: it adds the
-vocabulary a short description leaves out, without drowning it."""
+Field = Literal["name", "phrases", "description", "body"]
+FIELDS: tuple[Field, ...] = ("name", "phrases", "description", "body")
 BODY_CHARS = 4000
-
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP_WORDS = """
-a about above after again against all also am an and any are as at be because been before being
-below between both but by can could did do does doing down during each either else etc every
-few for from further had has have having he her here hers him his how i if in into is it its
-itself just me more most my need needs no nor not now of off on once only or other our ours out
-over own please same she should so some such than that the their theirs them then there these
-they this those through to too under until up use used uses using very via want wants was we
-were what when where which while who whom why will with would you your yours
-agent agents skill skills task tasks help helps something thing things make makes
-"""
-_STOP = frozenset(_STOP_WORDS.split())
+MAX_CACHED_TERMS = 50_000
+"""Tasks bring words of their own; past this many, postings are worked out each time."""
 
 
-_DOUBLED = re.compile(r"([bdgkmnprt])\1$")
+@dataclass(frozen=True)
+class Weights:
+    """How the fields add up; the defaults were chosen on the tune split only."""
 
-
-def stem(word: str) -> str:
-    """A light suffix stripper: enough to meet "migrations"/"migration",
-    "reviewing"/"reviewer"/"review", "debugging"/"debug"; deliberately not Porter."""
-    if len(word) <= 4:
-        return word
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith(("sses", "xes", "zes", "ches", "shes")):
-        return word[:-2]
-    for suffix in ("ings", "ing", "ers", "er", "ed", "ly"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return _DOUBLED.sub(r"\1", word[: -len(suffix)])
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
-def words(text: str) -> list[str]:
-    return [stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1]
+    k1: float = 1.2
+    weight: Mapping[Field, float] = field(default_factory=lambda: {
+        "name": 3.0, "phrases": 1.0, "description": 1.0, "body": 0.3})
+    b: Mapping[Field, float] = field(default_factory=lambda: {
+        "name": 0.0, "phrases": 0.5, "description": 0.75, "body": 0.75})
+    distinct_names: bool = True
+    """Scale a name word's weight by its IDF relative to the rarest word's."""
 
 
 @dataclass(frozen=True)
@@ -81,38 +64,59 @@ class Match:
     score: float
     why: str
     description: str
+    matched: Mapping[str, tuple[Field, ...]] = field(default_factory=dict)
+    """Each matched word of the task and the fields it was found in."""
 
 
-@dataclass(frozen=True)
-class _Doc:
-    entry: ToolEntry
-    terms: dict[str, float]
-    length: float
-    name_terms: frozenset[str]
+_Posting = tuple[int, float, tuple[Field, ...]]
+"""(document, the term's finished score in it, the fields it occurs in)."""
 
 
 class Router:
-    """An index of one catalog; rebuilt with the catalog, never mutated."""
+    """An index of one catalog; rebuilt with the catalog. Building it only counts the words
+    of each field; a term's postings are worked out the first time a task uses the term and
+    kept, so start-up stays small and repeated words cost a lookup."""
 
-    def __init__(self, entries: Iterable[ToolEntry], tags: Mapping[str, list[str]] | None = None):
-        self._docs: list[_Doc] = []
-        for entry in entries:
-            definition = entry.definition
-            name_terms = words(definition.name.replace("-", " ").replace("_", " "))
-            extra = " ".join((tags or {}).get(entry.name, []))
-            terms: dict[str, float] = dict(Counter(words(f"{definition.description} {extra}")))
-            for term in name_terms:
-                terms[term] = terms.get(term, 0.0) + NAME_WEIGHT
-            for term in words(definition.body[:BODY_CHARS]):
-                terms[term] = terms.get(term, 0.0) + BODY_WEIGHT
-            self._docs.append(_Doc(entry, terms, sum(terms.values()), frozenset(name_terms)))
+    def __init__(self, entries: Iterable[ToolEntry], tags: Mapping[str, list[str]] | None = None,
+                 weights: Weights | None = None):
+        self._weights = weights or Weights()
+        self._entries = list(entries)
+        self._docs = [_fields(entry, (tags or {}).get(entry.name, []))
+                      for entry in self._entries]
         count = len(self._docs)
-        self._average = sum(d.length for d in self._docs) / count if count else 0.0
-        frequency: Counter[str] = Counter()
-        for doc in self._docs:
-            frequency.update(doc.terms.keys())
-        self._idf = {term: math.log(1 + (count - n + 0.5) / (n + 0.5))
-                     for term, n in frequency.items()}
+        self._count = count
+        self._rarest = math.log(1 + (count - 0.5) / 1.5) if count else 1.0
+        lengths = [{f: sum(doc[f].values()) for f in FIELDS} for doc in self._docs]
+        average = {f: sum(n[f] for n in lengths) / count if count else 1.0 for f in FIELDS}
+        w = self._weights
+        self._norm = [{f: w.weight[f] / (1 - w.b[f] + w.b[f] * n[f] / (average[f] or 1.0))
+                       for f in FIELDS} for n in lengths]
+        self._postings: dict[str, list[_Posting]] = {}
+
+    def idf(self, term: str) -> float:
+        """How distinctive ``term`` is in this catalog (0 for a word no definition has)."""
+        n = sum(any(term in doc[f] for f in FIELDS) for doc in self._docs)
+        return math.log(1 + (self._count - n + 0.5) / (n + 0.5)) if n else 0.0
+
+    def postings(self, term: str) -> list[_Posting]:
+        found = self._postings.get(term)
+        if found is not None:
+            return found
+        found = []
+        idf = self.idf(term)
+        k1 = self._weights.k1
+        name_scale = min(idf / self._rarest, 1.0) if self._weights.distinct_names else 1.0
+        for i, doc in enumerate(self._docs):
+            fields = tuple(f for f in FIELDS if term in doc[f])
+            if not fields:
+                continue
+            norm = self._norm[i]
+            tf = sum(doc[f][term] * norm[f] * (name_scale if f == "name" else 1.0)
+                     for f in fields)
+            found.append((i, idf * tf * (k1 + 1) / (tf + k1), fields))
+        if len(self._postings) < MAX_CACHED_TERMS:
+            self._postings[term] = found
+        return found
 
     def rank(
         self, task: str, limit: int = 5, history: Mapping[str, tuple[int, int]] | None = None
@@ -120,45 +124,66 @@ class Router:
         """The best ``limit`` definitions for ``task``; ``history`` maps a tool to
         (successful calls, calls) from the ledger."""
         query = Counter(words(task))
-        scored: list[tuple[float, _Doc, list[str]]] = []
-        for doc in self._docs:
-            score, matched = self._score(query, doc)
-            if score <= 0:
-                continue
-            ok, calls = (history or {}).get(doc.entry.name, (0, 0))
-            score *= 0.9 + 0.2 * (ok + 1) / (calls + 2)  # 0.9..1.1, 1.0 without history
-            scored.append((score, doc, matched))
-        scored.sort(key=lambda item: (-item[0], item[1].entry.name))
-        return [_match(score, doc, matched, (history or {}).get(doc.entry.name))
-                for score, doc, matched in scored[:limit]]
-
-    def _score(self, query: Counter[str], doc: _Doc) -> tuple[float, list[str]]:
-        score = 0.0
-        matched = []
-        norm = K1 * (1 - B + B * doc.length / self._average) if self._average else K1
+        scores: dict[int, float] = defaultdict(float)
+        matched: dict[int, dict[str, tuple[Field, ...]]] = defaultdict(dict)
         for term, wanted in query.items():
-            have = doc.terms.get(term, 0)
-            if not have:
-                continue
-            matched.append(term)
-            score += self._idf[term] * have * (K1 + 1) / (have + norm) * (1 + math.log(wanted))
-        return score, matched
+            for doc, contribution, fields in self.postings(term):
+                scores[doc] += contribution * (1 + math.log(wanted))
+                matched[doc][term] = fields
+        ranked = []
+        for i, score in scores.items():
+            ok, calls = (history or {}).get(self._entries[i].name, (0, 0))
+            ranked.append((score * (0.9 + 0.2 * (ok + 1) / (calls + 2)), i))  # 0.9..1.1
+        ranked.sort(key=lambda item: (-item[0], self._entries[item[1]].name))
+        spelled = _spellings(task)
+        return [_match(score, self._entries[i], matched[i], spelled,
+                       (history or {}).get(self._entries[i].name))
+                for score, i in ranked[:limit]]
 
 
-def _match(score: float, doc: _Doc, matched: list[str], history: tuple[int, int] | None) -> Match:
-    definition = doc.entry.definition
-    in_name = [t for t in matched if t in doc.name_terms]
-    why = "matches " + ", ".join(f"{t} (name)" if t in in_name else t for t in matched)
+def _fields(entry: ToolEntry, tags: list[str]) -> dict[Field, dict[str, int]]:
+    definition = entry.definition
+    own_tags = definition.extra.get("tags")
+    if isinstance(own_tags, str):
+        own_tags = own_tags.split(",")
+    vocabulary = [*tags, *(str(t) for t in own_tags or [])]
+    return {
+        "name": terms(definition.name.replace("-", " ").replace("_", " ")),
+        "phrases": terms(f"{user_phrases(definition.description)} {' '.join(vocabulary)}"),
+        "description": terms(definition.description),
+        "body": terms(definition.body[:BODY_CHARS]),
+    }
+
+
+def _spellings(task: str) -> dict[str, str]:
+    """Each stem of the task and the first word of the task that gave it, to show."""
+    spelled: dict[str, str] = {}
+    for word in task.lower().replace("-", " ").split():
+        for part in words(word):
+            spelled.setdefault(part, word.strip(".,;:!?()[]{}'\"`"))
+    return spelled
+
+
+_FIELD_LABEL: dict[Field, str] = {"name": "name", "phrases": "when to use",
+                                  "description": "description", "body": "instructions"}
+
+
+def _match(score: float, entry: ToolEntry, matched: Mapping[str, tuple[Field, ...]],
+           spelled: Mapping[str, str], history: tuple[int, int] | None) -> Match:
+    definition = entry.definition
+    order = sorted(matched, key=lambda t: FIELDS.index(matched[t][0]))
+    why = "matches " + ", ".join(
+        f"{spelled.get(t, t)} ({', '.join(_FIELD_LABEL[f] for f in matched[t])})" for t in order)
     if history and history[1]:
         ok, calls = history
         why += f"; {calls} past calls, {100 * ok // calls}% succeeded"
-    return Match(doc.entry.name, definition.name, definition.kind, round(score, 3), why,
-                 definition.description)
+    return Match(entry.name, definition.name, definition.kind, round(score, 3), why,
+                 definition.description, dict(matched))
 
 
-def router_for(catalog: Catalog) -> Router:
+def router_for(catalog: Catalog, weights: Weights | None = None) -> Router:
     tags = {e.name: list((e.tool.meta or {}).get("tags", [])) for e in catalog.entries.values()}
-    return Router(catalog.entries.values(), tags)
+    return Router(catalog.entries.values(), tags, weights)
 
 
 def find_agent(

@@ -53,3 +53,40 @@ def test_list_and_doctor_show_the_warnings(workspace, fake_claude):
     [warning] = json.loads(listing.stdout)["warnings"]
     assert warning["path"].endswith("wordy.md") and "2,048" in warning["reason"]
     assert "description warnings" in doctor.stdout and "wordy.md" in doctor.stdout
+
+
+def hard_to_find_team(workspace):
+    for name, description in [
+            ("sql-reviewer", "Reviews SQL migration code for table locks and rollbacks."),
+            ("k8s-debugger", "Debugs Kubernetes pods, rollouts and probes."),
+            ("a11y-auditor", "Reviews React code for ARIA roles and focus order."),
+            ("changelog-writer", "Writes release notes from merged pull requests."),
+            ("docs-writer", "Writes user guides and tutorials."),
+            ("code-reviewer", "Reviews and writes code."),
+            ("k8s-pods", "Debugs Kubernetes pods; reviews and writes code.")]:
+        workspace.agent(name, description=description)
+
+
+def test_an_agent_with_no_distinctive_word_is_hard_to_find(workspace):
+    hard_to_find_team(workspace)
+    warnings = description_warnings(registry_of(workspace).definitions())
+    generic = [w for w in warnings if w.definition.name == "code-reviewer"]
+    assert len(generic) == 1 and "no word" in generic[0].reason
+
+
+def test_an_agent_whose_words_another_has_too_is_named_with_it(workspace):
+    hard_to_find_team(workspace)
+    warnings = description_warnings(registry_of(workspace).definitions())
+    [shadowed] = [w for w in warnings if w.definition.name == "k8s-pods"]
+    assert "k8s-debugger" in shadowed.reason and "no task can rank it above" in shadowed.reason
+    assert not [w for w in warnings if w.definition.name in ("sql-reviewer", "a11y-auditor")]
+
+
+def test_public_collections_raise_few_findability_warnings():
+    from claude_mcp_bridge.hygiene import hard_to_find
+
+    for collection in sorted((FIXTURES / "router_collections").iterdir()):
+        if collection.is_dir():
+            definitions = list(load_registry(
+                Roots(user_dir=collection, project_dir=None)).definitions())
+            assert len(hard_to_find(definitions)) <= len(definitions) // 50, collection.name

@@ -1,15 +1,14 @@
 """Router mode: find_agent ranks, run_agent runs; the ranking itself."""
 
-from pathlib import Path
-
 import pytest
 from mcp import Client
 
 from agents_registry import Roots, load_registry
 from claude_mcp_bridge.catalog import build_catalog
 from claude_mcp_bridge.config import Config
-from claude_mcp_bridge.router import router_for, stem, words
+from claude_mcp_bridge.router import router_for
 from claude_mcp_bridge.server import create_server, open_bridge
+from claude_mcp_bridge.text import stem, words
 
 pytestmark = pytest.mark.anyio
 
@@ -25,10 +24,13 @@ def team(workspace):
 
 
 def test_words_are_stemmed_and_stop_words_dropped():
-    assert words("Reviewing the migrations and tables") == ["review", "migration", "table"]
-    assert stem("policies") == "policy" and stem("class") == "class"
-    assert stem("debugging") == stem("debugger") == "debug"
-    assert stem("fixes") == "fix" and stem("branches") == "branch"
+    assert words("Reviewing the migrations and tables") == [
+        stem("review"), stem("migration"), stem("table")]
+    assert stem("policies") == stem("policy") and stem("class") != stem("classic")
+    assert stem("debugging") == stem("debugger") == stem("debug")
+    assert stem("fixes") == stem("fix") and stem("branches") == stem("branch")
+    # the light stripper this replaced split both pairs (issue 19)
+    assert stem("price") == stem("pricing") and stem("merge") == stem("merged")
 
 
 def test_the_best_match_comes_first_with_the_words_that_matched(workspace):
@@ -37,7 +39,8 @@ def test_the_best_match_comes_first_with_the_words_that_matched(workspace):
     router = router_for(build_catalog(registry, Config(), workspace.project))
     [best, *_] = router.rank("will this migration lock the users table?")
     assert best.name == "sql-migration-reviewer"
-    assert "migration (name)" in best.why and "table" in best.why
+    assert "migration (name, description)" in best.why and "table (description)" in best.why
+    assert best.matched[stem("migration")] == ("name", "description")
     assert router.rank("pods keep crashing after the rollout")[0].name == "k8s-debugger"
     assert router.rank("zebra quantum banana") == []
 
@@ -96,30 +99,21 @@ async def test_in_tools_mode_the_router_is_not_there(workspace, fake_claude):
     assert "find_agent" not in names
 
 
-def router_accuracy() -> dict[str, tuple[int, float, float]]:
-    """(items, top-1, top-3) on the evaluation set, overall and for the hard items."""
-    import yaml
-
-    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
-    registry = load_registry(Roots(user_dir=fixtures / "router_corpus", project_dir=None))
-    assert not registry.diagnostics
-    router = router_for(build_catalog(registry, Config(), fixtures))
-    items = yaml.safe_load((fixtures / "router_eval.yaml").read_text())
-    tally: dict[str, list[int]] = {"all": [0, 0, 0], "hard": [0, 0, 0]}
-    for item in items:
-        acceptable = {item["expected"], *item.get("also_ok", [])}
-        top = [match.name for match in router.rank(item["task"], 3)]
-        for group in ("all", "hard") if item.get("hard") else ("all",):
-            tally[group][0] += 1
-            tally[group][1] += bool(top) and top[0] in acceptable
-            tally[group][2] += bool(acceptable & set(top))
-    return {group: (n, top1 / n, top3 / n) for group, (n, top1, top3) in tally.items()}
+FLOOR = {  # measured: 82.4%, 90.6%, 0.866, 73.6%; team set 80.8%, 88.0%
+    "heldout top-1": 0.80, "heldout top-3": 0.88, "heldout MRR": 0.84,
+    "heldout hard top-3": 0.70, "team top-1": 0.78, "team top-3": 0.86}
 
 
-def test_ranking_on_the_evaluation_set_stays_above_its_floor():
-    accuracy = router_accuracy()
-    items, top1, top3 = accuracy["all"]
-    assert items >= 200
-    assert top1 >= 0.75, accuracy  # measured 0.784 (README)
-    assert top3 >= 0.88, accuracy  # measured 0.908
-    assert accuracy["hard"][2] >= 0.65, accuracy  # measured 0.738
+def test_ranking_on_public_collections_stays_above_its_floors():
+    """Floors a little under the figures measured when the ranker was last changed (README);
+    the held-out split was never looked at while tuning."""
+    from bench.router_eval import evaluate, groups
+
+    scores = groups(evaluate())
+    held, hard, team = scores["all/heldout"], scores["all/heldout/hard"], scores["team/team"]
+    assert held.items >= 200 and hard.items >= 60 and team.items >= 200
+    assert held.top1 >= FLOOR["heldout top-1"], scores
+    assert held.top3 >= FLOOR["heldout top-3"], scores
+    assert held.mrr >= FLOOR["heldout MRR"], scores
+    assert hard.top3 >= FLOOR["heldout hard top-3"], scores
+    assert team.top1 >= FLOOR["team top-1"] and team.top3 >= FLOOR["team top-3"], scores

@@ -1,0 +1,203 @@
+"""8. Router accuracy and speed: how often ``find_agent`` puts the right agent first.
+
+Accuracy is measured on public collections nobody here wrote (``tests/fixtures/
+router_collections/``: each has the agents, their licence and source, and tasks written before
+any ranker ran on them), per collection and per split (``tune`` may be looked at while tuning,
+``heldout`` never), with the hard subset on its own; the team's own set
+(``tests/fixtures/router_corpus/`` + ``router_eval.yaml``) is reported as a third kind.
+
+- top-1: the first match is the best agent or an acceptable one; top-3: one of the first three
+  is; MRR: mean of 1/rank of the first acceptable match (0 when not in the first ten).
+- find_agent p50: ``Router.rank`` on every task against 500 definitions (the three collections
+  and the team's corpus, topped up with renamed copies).
+- start-up: building the index of those 500 (``router_for``), plus importing the stemmer, in
+  a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents_registry import Roots, load_registry
+from claude_mcp_bridge.catalog import build_catalog
+from claude_mcp_bridge.config import Config
+from claude_mcp_bridge.router import Router, router_for
+
+from .options import Options
+from .report import Table, ms, p50, p95
+from .workspace import REPO
+
+FIXTURES = REPO / "tests" / "fixtures"
+COLLECTIONS = FIXTURES / "router_collections"
+TEAM = "team"
+DEPTH = 10
+SCALE = 500
+TARGET_TOP1, TARGET_TOP3, TARGET_HARD_TOP3 = 0.85, 0.95, 0.75
+TARGET_P50_S, TARGET_START_S = 0.005, 0.100
+
+
+@dataclass(frozen=True)
+class Task:
+    collection: str
+    text: str
+    acceptable: frozenset[str]
+    hard: bool
+    split: str
+
+
+@dataclass(frozen=True)
+class Score:
+    """Accuracy over a group of tasks."""
+
+    items: int
+    top1: float
+    top3: float
+    mrr: float
+
+
+def collection_names() -> list[str]:
+    return sorted(p.name for p in COLLECTIONS.iterdir() if (p / "tasks.yaml").is_file())
+
+
+def router_of(user_dir: Path) -> Router:
+    registry = load_registry(Roots(user_dir=user_dir, project_dir=None))
+    if registry.diagnostics:
+        raise ValueError(f"{user_dir}: {registry.diagnostics[0]}")
+    return router_for(build_catalog(registry, Config(), user_dir))
+
+
+def collection_tasks(name: str) -> list[Task]:
+    items: list[dict[str, Any]] = yaml.safe_load((COLLECTIONS / name / "tasks.yaml").read_text())
+    return [Task(name, item["task"], frozenset([item["best"], *item["acceptable"]]),
+                 bool(item["hard"]), item["split"]) for item in items]
+
+
+def team_tasks() -> list[Task]:
+    items: list[dict[str, Any]] = yaml.safe_load((FIXTURES / "router_eval.yaml").read_text())
+    return [Task(TEAM, item["task"], frozenset([item["expected"], *item.get("also_ok", [])]),
+                 bool(item.get("hard")), "team") for item in items]
+
+
+def ranks(router: Router, tasks: Iterable[Task]) -> list[tuple[Task, int | None]]:
+    """Each task with the 1-based rank of its first acceptable match (None: not in DEPTH)."""
+    found = []
+    for task in tasks:
+        names = [match.name for match in router.rank(task.text, DEPTH)]
+        rank = next((i for i, name in enumerate(names, 1) if name in task.acceptable), None)
+        found.append((task, rank))
+    return found
+
+
+def score(ranked: Sequence[tuple[Task, int | None]]) -> Score:
+    n = len(ranked)
+    if not n:
+        return Score(0, 0.0, 0.0, 0.0)
+    return Score(n, sum(r == 1 for _, r in ranked) / n,
+                 sum(r is not None and r <= 3 for _, r in ranked) / n,
+                 sum(1 / r for _, r in ranked if r) / n)
+
+
+def evaluate() -> dict[str, list[tuple[Task, int | None]]]:
+    """Every task of every collection (and the team set), ranked."""
+    results = {name: ranks(router_of(COLLECTIONS / name), collection_tasks(name))
+               for name in collection_names()}
+    results[TEAM] = ranks(router_of(FIXTURES / "router_corpus"), team_tasks())
+    return results
+
+
+def groups(results: dict[str, list[tuple[Task, int | None]]]) -> dict[str, Score]:
+    """Scores keyed ``<collection|all>/<split|team>[/hard]``."""
+    out: dict[str, Score] = {}
+    public = [r for name, rs in results.items() if name != TEAM for r in rs]
+    for name, ranked in [*results.items(), ("all", public)]:
+        for split in sorted({task.split for task, _ in ranked}):
+            chosen = [r for r in ranked if r[0].split == split]
+            out[f"{name}/{split}"] = score(chosen)
+            out[f"{name}/{split}/hard"] = score([r for r in chosen if r[0].hard])
+    return out
+
+
+def _scaled_dir(into: Path) -> Path:
+    """SCALE agent files: the collections and the team's corpus, topped up with renamed copies."""
+    agents = into / "agents"
+    agents.mkdir(parents=True)
+    sources = [p for name in collection_names()
+               for p in sorted((COLLECTIONS / name / "agents").glob("*.md"))]
+    sources += sorted((FIXTURES / "router_corpus" / "agents").glob("*.md"))
+    for i in range(SCALE):
+        text = sources[i % len(sources)].read_text()
+        renamed = _NAME.sub(f"name: agent-{i}", text, count=1)
+        (agents / f"agent-{i}.md").write_text(renamed)
+    return into
+
+
+_NAME = re.compile(r"^name:.*$", re.MULTILINE)
+
+
+def speed(samples: int) -> tuple[list[float], list[float], int]:
+    """(find_agent seconds per task, index build seconds per build, definitions)."""
+    tasks = [t.text for name in collection_names() for t in collection_tasks(name)]
+    with tempfile.TemporaryDirectory(prefix="router-bench-") as tmp:
+        root = _scaled_dir(Path(tmp))
+        registry = load_registry(Roots(user_dir=root, project_dir=None))
+        catalog = build_catalog(registry, Config(), root)
+        builds = []
+        for _ in range(samples):
+            began = time.perf_counter()
+            router = router_for(catalog)
+            builds.append(time.perf_counter() - began)
+        queries = []
+        for text in tasks:
+            began = time.perf_counter()
+            router.rank(text, 5)
+            queries.append(time.perf_counter() - began)
+        shutil.rmtree(root, ignore_errors=True)
+    return queries, builds, len(catalog.entries)
+
+
+def import_seconds() -> float:
+    """Importing the stemmer and making its English stemmer in a fresh interpreter: the
+    router's one dependency beyond what the bridge imports anyway."""
+    code = ("import time; began = time.perf_counter(); import Stemmer; "
+            "Stemmer.Stemmer('english'); print(time.perf_counter() - began)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=REPO)
+    return float(out.stdout.strip())
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+async def bench_router(options: Options) -> Table:
+    table = Table("8. Router: find_agent accuracy on public collections, and its speed",
+                  ["group", "tasks", "top-1", "top-3", "MRR"])
+    scores = groups(evaluate())
+    for key, s in scores.items():
+        if s.items:
+            table.add(key, s.items, _pct(s.top1), _pct(s.top3), f"{s.mrr:.3f}")
+    held, hard = scores["all/heldout"], scores["all/heldout/hard"]
+    table.target("held-out top-1 >= 85%", held.top1 >= TARGET_TOP1, _pct(held.top1))
+    table.target("held-out top-3 >= 95%", held.top3 >= TARGET_TOP3, _pct(held.top3))
+    table.target("held-out hard top-3 >= 75%", hard.top3 >= TARGET_HARD_TOP3, _pct(hard.top3))
+    queries, builds, count = speed(options.count(5, 2))
+    imported = min(import_seconds() for _ in range(options.count(3, 1)))
+    start = p50(builds) + imported
+    table.target(f"find_agent p50 < 5 ms at {count} definitions", p50(queries) < TARGET_P50_S,
+                 f"p50 {ms(p50(queries))} ms, p95 {ms(p95(queries))} ms")
+    table.target("index start-up < 100 ms", start < TARGET_START_S,
+                 f"build {ms(p50(builds))} ms + import {ms(imported)} ms")
+    table.notes.append("groups: <collection|all>/<split>[/hard]; `team` is the set written "
+                       "and tuned here (tests/fixtures/router_eval.yaml)")
+    return table

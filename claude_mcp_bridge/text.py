@@ -1,0 +1,83 @@
+"""Text to index terms: the one tokenizer the router and the description checks share.
+
+Words are lower-cased, stop words dropped and the rest stemmed with the Snowball English
+stemmer (PyStemmer, in C: about a microsecond a word, with its own cache), so "price" meets
+"pricing" and "merge" meets "merged", which the earlier hand-written suffix stripper split.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import Stemmer
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP_WORDS = """
+a about above after again against all also am an and any are as at be because been before being
+below between both but by can could did do does doing down during each either else etc every
+few for from further had has have having he her here hers him his how i if in into is it its
+itself just me more most my need needs no nor not now of off on once only or other our ours out
+over own please same she should so some such than that the their theirs them then there these
+they this those through to too under until up use used uses using very via want wants was we
+were what when where which while who whom why will with would you your yours
+agent agents skill skills task tasks help helps something thing things make makes
+"""
+_STOP = frozenset(_STOP_WORDS.split())
+_STEMMER = Stemmer.Stemmer("english")
+_DOUBLED = re.compile(r"([bdgkmnprt])\1$")
+
+_USER_PHRASE = re.compile(
+    r"\b(?:use|invoke|call|delegate|trigger|triggers)\b[^.;\n]*?"
+    r"\b(?:when|for|after|before|on|to|whenever|if)\b([^.\n]*)", re.IGNORECASE)
+
+
+def stem(word: str) -> str:
+    """The Snowball stem, with a doubled final consonant undone ("debugger" -> "debug",
+    as "debugging" already is)."""
+    return _DOUBLED.sub(r"\1", _STEMMER.stemWord(word))
+
+
+class _Terms(dict[str, str]):
+    """word -> its index term ("" for a stop word), filled on first sight. A catalog repeats
+    its words, so looking one up runs in C and indexing 500 definitions stays fast."""
+
+    def __missing__(self, word: str) -> str:
+        term = "" if word in _STOP or len(word) < 2 else stem(word)
+        if len(self) < _MAX_REMEMBERED:
+            self[word] = term
+        return term
+
+
+_MAX_REMEMBERED = 200_000
+_TERMS = _Terms()
+
+
+def terms(text: str) -> dict[str, int]:
+    """The index terms of ``text`` and how often each occurs."""
+    found = _WORD.findall(text.lower())
+    _learn({word for word in set(found) if word not in _TERMS})
+    counted = Counter(map(_TERMS.__getitem__, found))
+    counted.pop("", None)
+    return counted
+
+
+def _learn(new: set[str]) -> None:
+    """Stem the words not seen before in one call into the C stemmer."""
+    if not new or len(_TERMS) >= _MAX_REMEMBERED:
+        return
+    kept = [w for w in new if w not in _STOP and len(w) > 1]
+    for word, stemmed in zip(kept, _STEMMER.stemWords(kept), strict=True):
+        _TERMS[word] = stemmed[:-1] if _DOUBLED.search(stemmed) else stemmed
+    _TERMS.update(dict.fromkeys(new.difference(kept), ""))
+
+
+def words(text: str) -> list[str]:
+    """The index terms of ``text`` in order."""
+    return [t for t in map(_TERMS.__getitem__, _WORD.findall(text.lower())) if t]
+
+
+def user_phrases(description: str) -> str:
+    """What a description says about when to call it ("Use when ...", "Use PROACTIVELY for
+    ...", "Triggers on ..."): the author's words for the user's situation."""
+    return " ".join(match.group(1) for match in _USER_PHRASE.finditer(description))
