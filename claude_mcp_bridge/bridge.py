@@ -28,13 +28,16 @@ from .budget import Budget, BudgetRefusal
 from .catalog import Catalog, build_catalog
 from .command import Command, build_command
 from .errors import CommandError, QueueFull, UnknownToolError
-from .ledger import CallStart, Ledger, Reservation, Settlement
+from .events import Event, ResultEvent
+from .ledger import CallStart, Ledger, Reservation
 from .outcomes import Outcome, Refusal, Reply
 from .policy import RunPlan, plan_call
+from .processes import Identity
 from .progress import Progress
 from .result import CallReport, bounded, reply, report
 from .runner import Limits, run
 from .settings import Settings
+from .settle import Settler, retried
 from .slots import Slots
 from .tool_policy import ToolPolicy
 from .warm import WarmPool
@@ -84,6 +87,16 @@ class Finished:
         return reply(self.report)
 
 
+@dataclass
+class _Spend:
+    """What is known of a running call's spending, for charging it if it is stopped."""
+
+    ran: bool = False
+    """Its child was started (it may have spent)."""
+    reported: float | None = None
+    """The cost its child reported in a ``result`` event."""
+
+
 class Bridge:
     """What every connection shares: settings, the current catalog, slots and the ledger."""
 
@@ -98,6 +111,7 @@ class Bridge:
         self.warm = WarmPool(settings.config.warm.size, settings.config.warm.idle_s,
                              limits.kill_grace_s)
         self.answers = AnswerStore(settings.ledger_path.parent / "results")
+        self.settler = Settler(ledger)
         self.started = time.monotonic()
         self.draining = False
         self._in_flight: dict[anyio.CancelScope, Hashable | None] = {}
@@ -132,6 +146,8 @@ class Bridge:
             raise UnknownToolError(name)
         if self.draining:
             return Refusal("drain", "the bridge is shutting down; retry the call when it is back")
+        if self.ledger.problem:
+            return Refusal("setup", self.ledger.problem)
         parsed = parse_arguments(arguments)
         if isinstance(parsed, str):
             return Refusal("arguments", parsed)
@@ -169,39 +185,46 @@ class Bridge:
         configured = self.settings.config.limits
         limits = Limits(timeout_s=admitted.plan.timeout_s, kill_grace_s=configured.kill_grace_s,
                         result_grace_s=configured.result_grace_s, stall_s=configured.stall_s)
+        call_id, cap = reservation.call_id, admitted.plan.max_budget_usd
         settled = False
-        ran = False
         why = "stopped"
+        spend = _Spend()
         began = time.monotonic()
-        logger.info("call %s %s started", reservation.call_id[:8], tool, extra={
-            "event": "call.start", "call_id": reservation.call_id, "tool": tool})
+        logger.info("call %s %s started", call_id[:8], tool, extra={
+            "event": "call.start", "call_id": call_id, "tool": tool})
         with anyio.CancelScope() as stop:
             self._track(stop, key)
             try:
                 async with self.slots.slot(tool, admitted.policy.max_concurrency,
                                            progress.queued):
-                    ran = True
-                    outcome, structured = await self._run(admitted, limits, progress, began)
-                await self._settle(admitted, outcome, began)
+                    spend.ran = True
+                    outcome, structured = await self._run(admitted, limits, progress, began,
+                                                          spend)
                 settled = True
+                await self.settler.finished(call_id, tool, outcome, cap, began)
                 return Finished(tool, outcome, structured)
             except QueueFull as exc:
-                await self._settle_stopped(admitted, "refused", str(exc), began, ran=False)
                 settled = True
+                await self.settler.stopped(call_id, tool, "refused", str(exc), began,
+                                           ran=False, reported_usd=None, cap=cap)
                 return Finished(tool, None, refusal=Refusal("queue", str(exc)))
             finally:
                 ended, why = self._stopped.pop(stop, ("cancelled", "cancelled by the client"))
-                if not settled:  # cancelled (client, disconnect, shutdown) or a bug
-                    with anyio.CancelScope(shield=True):
-                        await self._settle_stopped(admitted, ended, why, began, ran=ran)
-                self._untrack(stop)
-                self._stopped.pop(stop, None)  # a stop that came while settling
+                try:
+                    if not settled:  # cancelled (client, disconnect, shutdown) or a bug
+                        await self.settler.stopped(call_id, tool, ended, why, began,
+                                                   ran=spend.ran, reported_usd=spend.reported,
+                                                   cap=cap)
+                finally:
+                    self._untrack(stop)
+                    self._stopped.pop(stop, None)  # a stop that came while settling
         # only a stop by the bridge (our own scope) gets here; a client's cancel propagates
         return Finished(tool, None, refusal=Refusal(
             "drain", f"{why} before the call finished; the agent was stopped"))
 
     async def _run(
-        self, admitted: Admitted, limits: Limits, progress: Progress, began: float
+        self, admitted: Admitted, limits: Limits, progress: Progress, began: float,
+        spend: _Spend,
     ) -> tuple[CallReport, Any]:
         definition = admitted.definition
         command, warm = admitted.command, None
@@ -216,17 +239,36 @@ class Bridge:
             if warm is not None:  # cancelled before the run owns it: end it here
                 await self.warm.discard(warm)
             raise
+        async def on_event(event: Event) -> None:
+            if isinstance(event, ResultEvent) and event.total_cost_usd is not None:
+                spend.reported = event.total_cost_usd
+            await progress.on_event(event)
+
+        async def on_spawn(child: Identity) -> None:
+            await retried(lambda: self.ledger.note_child(admitted.call_id, child),
+                          f"recording the child of call {admitted.call_id[:8]}")
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.heartbeat, self.settings.config.limits.heartbeat_s, began)
-            result = await run(command, limits, progress.on_event, started=warm)
+            result = await run(command, limits, on_event, started=warm, on_spawn=on_spawn)
             tg.cancel_scope.cancel()
-        outcome = report(admitted.tool, result, limits)
-        limit = self.settings.config.limits.max_result_chars
-        if len(outcome.message) > limit:
-            uri = await anyio.to_thread.run_sync(self.answers.keep_text, admitted.call_id,
-                                                 outcome.message)
-            outcome = bounded(outcome, limit, uri)
+        outcome = await self._bounded(admitted.call_id, report(admitted.tool, result, limits))
         return outcome, result.result.structured_output if result.result else None
+
+    async def _bounded(self, call_id: str, outcome: CallReport) -> CallReport:
+        """The report with its answer cut to the size limit, the whole text kept aside; when
+        it cannot be kept (disk full), the cut answer says so."""
+        limit = self.settings.config.limits.max_result_chars
+        if len(outcome.message) <= limit:
+            return outcome
+        try:
+            uri = await anyio.to_thread.run_sync(self.answers.keep_text, call_id,
+                                                 outcome.message)
+        except OSError as exc:
+            logger.error("call %s: the whole answer (%d characters) could not be kept: %s",
+                         call_id[:8], len(outcome.message), exc)
+            return bounded(outcome, limit, None, exc.strerror or str(exc))
+        return bounded(outcome, limit, uri)
 
     def _plan(
         self, definition: Definition, policy: ToolPolicy, arguments: CallArguments,
@@ -250,30 +292,6 @@ class Bridge:
         except CommandError as exc:
             return Refusal("policy", str(exc))
         return plan, command
-
-    async def _settle(self, admitted: Admitted, call: CallReport, began: float) -> None:
-        reservation, tool = admitted.reservation, admitted.tool
-        output = call.output
-        cost = output.cost_usd if output.cost_usd is not None else _unknown_cost(admitted)
-        settlement = Settlement(
-            outcome=call.outcome, cost_usd=cost, num_turns=output.num_turns,
-            session_id=output.session_id, usage=_tokens(output.usage),
-            error=call.message if call.outcome != "ok" else None,
-            duration_ms=output.duration_ms)
-        await anyio.to_thread.run_sync(self.ledger.settle, reservation.call_id, settlement)
-        _log_end(reservation, tool, call.outcome, cost, began,
-                 call.message[:200] if call.outcome != "ok" else None)
-
-    async def _settle_stopped(
-        self, admitted: Admitted, outcome: Outcome, why: str, began: float, *, ran: bool
-    ) -> None:
-        """Settle a call that was refused in the queue or stopped (it has no result)."""
-        reservation, tool = admitted.reservation, admitted.tool
-        charged = _unknown_cost(admitted) if ran else 0.0
-        await anyio.to_thread.run_sync(
-            self.ledger.settle, reservation.call_id,
-            Settlement(outcome=outcome, cost_usd=charged, error=why))
-        _log_end(reservation, tool, outcome, charged, began, why)
 
     # -- calls in flight, shutdown --------------------------------------------------------
 
@@ -305,7 +323,7 @@ class Bridge:
             logger.warning("shutting down: stopping %d call(s) still running",
                            len(self._in_flight))
         for scope in list(self._in_flight):
-            self._stop(scope, "interrupted", "stopped by the bridge shutting down")
+            self._stop(scope, "cancelled", "stopped by the bridge shutting down")
 
     def stop_call(self, key: Hashable, why: str, *, outcome: Outcome = "cancelled") -> bool:
         """Stop the call its transport knows as ``key``; False when none is running."""
@@ -347,35 +365,3 @@ def open_bridge(settings: Settings) -> Iterator[Bridge]:
         yield Bridge(settings, load_catalog(settings), ledger)
     finally:
         ledger.close()
-
-
-def _log_end(
-    reservation: Reservation, tool: str, outcome: str, cost: float | None, began: float,
-    error: str | None,
-) -> None:
-    duration_ms = round((time.monotonic() - began) * 1000)
-    level = logging.INFO if outcome == "ok" else logging.WARNING
-    logger.log(level, "call %s %s in %d ms, $%s%s", reservation.call_id[:8], outcome, duration_ms,
-               "?" if cost is None else f"{cost:g}", f": {error}" if error else "",
-               extra={"event": "call.end", "call_id": reservation.call_id,
-                      "tool": tool, "outcome": outcome, "cost_usd": cost,
-                      "duration_ms": duration_ms})
-
-
-def _unknown_cost(admitted: Admitted) -> float:
-    """What a call whose cost the CLI never reported is charged.
-
-    A capped call may have spent up to its cap (``--max-budget-usd``), so the cap is
-    charged: the budget is never overspent. An uncapped call's reservation is all that
-    was left of the tightest budget, and charging that for a crash at start-up would
-    block the rest of the day, so it is charged 0 and the log says the cost is unknown.
-    """
-    if admitted.plan.max_budget_usd is not None:
-        return admitted.plan.max_budget_usd
-    logger.warning("call %s ended without reporting its cost and had no cap; charged $0",
-                   admitted.call_id[:8])
-    return 0.0
-
-
-def _tokens(usage: Mapping[str, Any]) -> dict[str, int]:
-    return {k: int(v) for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}

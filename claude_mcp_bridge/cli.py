@@ -27,7 +27,7 @@ from .agent_tests import cli as agent_tests
 from .bridge import load_catalog, open_bridge
 from .catalog import Catalog
 from .config import CONFIG_VAR, config_path, load_config
-from .errors import ConfigError
+from .errors import BridgeError, ConfigError
 from .forwarding import forwarded_mcp
 from .hygiene import description_warnings
 from .reload import watch
@@ -69,6 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except KeyboardInterrupt:
         return 130
+    except (BridgeError, OSError) as exc:  # the message names the path and the fix
+        print(f"claude-mcp-bridge: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # no traceback on a terminal; it is in the debug log
+        logger.debug("unexpected failure", exc_info=True)
+        print(f"claude-mcp-bridge: unexpected {type(exc).__name__}: {exc} (run with "
+              "--log-level DEBUG for the details)", file=sys.stderr)
+        return 1
 
 
 def build_settings(

@@ -9,6 +9,7 @@ from typing import Literal
 
 from agents_registry import load_registry
 
+from .errors import LedgerError
 from .hygiene import description_warnings
 from .ledger import Ledger
 from .settings import CLAUDE_BIN_VAR, Settings
@@ -91,15 +92,22 @@ def _definitions_check(settings: Settings) -> Check:
 def _ledger_check(settings: Settings) -> Check:
     try:
         ledger = Ledger.open(settings.ledger_path)
+    except LedgerError as exc:  # it names the file, the cause and what to do
+        return Check("ledger", "fail", str(exc))
     except Exception as exc:  # any failure to open is the answer this check gives
         return Check("ledger", "fail", f"{settings.ledger_path}: {exc}; check the path and its "
                                        "permissions, or set CLAUDE_MCP_BRIDGE_DATA_DIR")
     try:
+        if ledger.problem:
+            return Check("ledger", "fail", ledger.problem)
         verdict = ledger.integrity()
     finally:
         ledger.close()
-    status: Status = "ok" if verdict == "ok" else "fail"
-    return Check("ledger", status, f"{settings.ledger_path} (integrity: {verdict})")
+    if verdict != "ok":
+        return Check("ledger", "fail", f"{settings.ledger_path} is damaged (integrity: "
+                                       f"{verdict[:300]}); move it aside or recover it with "
+                                       f"sqlite3 {settings.ledger_path} .recover")
+    return Check("ledger", "ok", f"{settings.ledger_path} (integrity: ok)")
 
 
 def _config_check(settings: Settings) -> Check:

@@ -70,7 +70,7 @@ class JobBoard:
                 self._tasks = None
                 for job in self._live.values():
                     self._bridge.stop_call(job.key, "stopped by the bridge shutting down",
-                                           outcome="interrupted")
+                                           outcome="cancelled")
                 with anyio.CancelScope(shield=True), anyio.move_on_after(30):
                     for job in list(self._live.values()):
                         await job.done.wait()

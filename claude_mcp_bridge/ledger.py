@@ -26,6 +26,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -56,7 +57,7 @@ from .budget import (
 from .errors import LedgerError
 from .ledger_schema import migrate
 from .outcomes import Outcome
-from .processes import owner, owner_alive
+from .processes import Identity, end_trees_now, owner, owner_alive
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ class Ledger:
         self._db = connection
         self._path = path
         self._lock = threading.Lock()
+        self.problem: str | None = None
+        """Why the ledger cannot be used (damaged), found when it was opened; None if fine."""
 
     @classmethod
     def open(cls, path: Path) -> Ledger:
@@ -117,12 +120,29 @@ class Ledger:
         connection = _connect(path)
         ledger = cls(connection, path)
         try:
-            ledger._migrate()
-            ledger.recover_interrupted()
+            ledger.problem = ledger._damage()
+            if ledger.problem is None:  # never write to a damaged file
+                ledger._migrate()
+                ledger.recover_interrupted()
+        except sqlite3.Error as exc:
+            connection.close()
+            raise ledger_error(path, exc) from exc
         except BaseException:
             connection.close()
             raise
         return ledger
+
+    def _damage(self) -> str | None:
+        """What ``PRAGMA quick_check`` finds wrong, as a message with what to do; None when
+        the file is sound."""
+        verdict = self.integrity(quick=True)
+        if verdict == "ok":
+            return None
+        logger.error("%s is damaged: %s", self._path, verdict)
+        return (f"the ledger {self._path} is damaged (quick_check: {verdict[:300]}); calls are "
+                "refused until it is repaired: stop the bridge, move the file aside (or "
+                f"recover it: sqlite3 {self._path} .recover | sqlite3 repaired.sqlite3) and "
+                "start again")
 
     def close(self) -> None:
         with self._lock:
@@ -177,22 +197,40 @@ class Ledger:
                 return
             _update_settled(db, call_id, settlement, at, _parse_time(row["started_at"]))
 
-    def recover_interrupted(self) -> int:
-        """Mark ``running`` rows of dead processes (on this host) ``interrupted``; returns
-        how many. Rows of live processes, of this process and of other hosts stay."""
-        finder = owner(os.getpid())
+    def note_child(self, call_id: str, child: Identity) -> None:
+        """Record the running call's child, for recovery if this bridge dies."""
         with self._transaction() as db:
-            rows = db.execute("SELECT id, owner FROM calls WHERE outcome = 'running'").fetchall()
-            dead = [row for row in rows
-                    if row["owner"] != finder and not owner_alive(row["owner"])]
+            db.execute("UPDATE calls SET child_pid = ?, child_created = ? WHERE id = ? "
+                       "AND outcome = 'running'", (child.pid, child.created, call_id))
+
+    def recover_interrupted(self, *, grace_s: float = 3.0) -> int:
+        """Settle ``running`` rows of dead bridge processes (on this host) ``interrupted``;
+        returns how many. A child such a call left alive is ended first (matched by pid and
+        creation time), and the call is charged its reservation: its cost is unknown and
+        its child may have spent up to it. Rows of live processes, of this process and of
+        other hosts stay."""
+        finder = owner(os.getpid())
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, owner, child_pid, child_created FROM calls "
+                "WHERE outcome = 'running'").fetchall()
+        dead = [row for row in rows if row["owner"] != finder and not owner_alive(row["owner"])]
+        if not dead:
+            return 0
+        children = [Identity(row["child_pid"], row["child_created"]) for row in dead
+                    if row["child_pid"] is not None and row["child_created"] is not None]
+        ended = end_trees_now(children, grace_s)
+        with self._transaction() as db:
             for row in dead:
                 db.execute(
-                    "UPDATE calls SET outcome = 'interrupted', reserved_usd = 0, error = ? "
-                    "WHERE id = ? AND outcome = 'running'",
-                    (_interrupted_message(row["owner"], finder), row["id"]))
-        if dead:
-            logger.warning("%s: marked %d call(s) of ended bridge processes interrupted",
-                           self._path, len(dead))
+                    "UPDATE calls SET outcome = 'interrupted', "
+                    "cost_usd = COALESCE(cost_usd, reserved_usd), reserved_usd = 0, "
+                    "ended_at = ?, error = ? WHERE id = ? AND outcome = 'running'",
+                    (format_time(utc(None)), _interrupted_message(row["owner"], finder),
+                     row["id"]))
+        logger.warning("%s: settled %d call(s) of ended bridge processes as interrupted, "
+                       "charged their reservations; ended %d child process tree(s) they "
+                       "left running", self._path, len(dead), ended)
         return len(dead)
 
     def spent(self, *, tool: str | None, period: Period, now: datetime | None = None) -> float:
@@ -226,10 +264,12 @@ class Ledger:
         with self._transaction() as db:
             db.execute(statement, params)
 
-    def integrity(self) -> str:
-        """``PRAGMA integrity_check``: "ok", or what SQLite found wrong."""
+    def integrity(self, *, quick: bool = False) -> str:
+        """``PRAGMA integrity_check`` (or the faster ``quick_check``): "ok", or what SQLite
+        found wrong."""
         with self._lock:
-            rows = self._db.execute("PRAGMA integrity_check").fetchall()
+            rows = self._db.execute(
+                "PRAGMA quick_check" if quick else "PRAGMA integrity_check").fetchall()
         return "; ".join(str(row[0]) for row in rows)
 
     def _left(self, limit_usd: float | None, period: Period, now: datetime | None) -> float | None:
@@ -261,8 +301,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                      check_same_thread=False)
     except (OSError, sqlite3.Error) as exc:
-        raise LedgerError(path, f"cannot open the ledger ({exc}); check the path and its "
-                                "permissions") from exc
+        raise ledger_error(path, exc) from exc
     connection.row_factory = sqlite3.Row
     try:
         connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
@@ -272,9 +311,27 @@ def _connect(path: Path) -> sqlite3.Connection:
         connection.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.Error as exc:
         connection.close()
-        raise LedgerError(path, f"cannot use the ledger ({exc}); is it an SQLite file? "
-                                "Move it aside to start a new one") from exc
+        raise ledger_error(path, exc) from exc
     return connection
+
+
+def ledger_error(path: Path, exc: BaseException) -> LedgerError:
+    """A LedgerError that names the cause a person can act on."""
+    text = str(exc).lower()
+    where = "[ledger] path or CLAUDE_MCP_BRIDGE_DATA_DIR"
+    if "full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+        return LedgerError(path, f"the disk is full ({exc}); free space on it, or point "
+                                 f"{where} at another disk")
+    if ("readonly" in text or "read-only" in text or "unable to open" in text
+            or isinstance(exc, PermissionError)
+            or getattr(exc, "errno", None) in (errno.EROFS, errno.EACCES)):
+        return LedgerError(path, f"cannot write there ({exc}); make {path.parent} writable, "
+                                 f"or point {where} at a writable folder")
+    if "not a database" in text or "malformed" in text:
+        return LedgerError(path, f"not a usable SQLite ledger ({exc}); move the file aside "
+                                 "(a new ledger is started) or restore it from a backup")
+    return LedgerError(path, f"cannot use the ledger ({exc}); check the path and its "
+                             "permissions")
 
 
 def _spent_micros(db: sqlite3.Connection, tool: str | None, period: Period, at: datetime) -> int:
@@ -327,8 +384,8 @@ def _warn_not_running(call_id: str, row: sqlite3.Row | None) -> None:
 
 def _interrupted_message(owner: str, finder: str) -> str:
     return (f"interrupted: the bridge process that ran this call ({owner}) ended before "
-            f"settling it; found by {finder}. Its reservation is released and its cost is "
-            "unknown")
+            f"settling it; found by {finder}. Its cost is unknown, so it is charged its "
+            "reservation (its cap, or what was left of the budget)")
 
 
 def utc(moment: datetime | None) -> datetime:

@@ -2,7 +2,9 @@
 
 The schema version is ``PRAGMA user_version``. Version 1: ``calls``, one row per call.
 Version 2 adds ``test_results``: one row per run of an agent-test case, with the
-definition's content hash.
+definition's content hash. Version 3 adds the call's child (``child_pid`` and
+``child_created``, its creation time), so recovery after a crash can end a child that
+outlived its bridge without ever signalling a reused pid.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX test_results_definition ON test_results (kind, name, recorded_at)",
         "CREATE INDEX test_results_run ON test_results (run_id)",
+    ),
+    (
+        "ALTER TABLE calls ADD COLUMN child_pid INTEGER",
+        "ALTER TABLE calls ADD COLUMN child_created REAL",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)

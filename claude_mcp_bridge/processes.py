@@ -1,8 +1,17 @@
-"""Processes the bridge starts and must end: spawning a group leader, ending its group,
-and telling whether a process (by pid and start time) is still the one we knew.
+"""Processes the bridge starts and must end, and processes it must recognise later.
 
-Both the runner (ending a call's child) and ledger recovery (is the bridge that owned a
-``running`` row still alive?) use this module; nothing else signals or probes processes.
+- ``start_group_leader``: a child as the leader of a new process group (POSIX session).
+- ``CallTree``: that child and every descendant it is seen to have, including those that
+  left its group (``setsid``); ``end`` signals them all (SIGTERM, bounded grace, SIGKILL).
+  The tree is refreshed while the call runs, so a descendant whose parent exited is still
+  known by pid and creation time.
+- ``Watchdog``: a small separate process (``python -m claude_mcp_bridge.watchdog``) that
+  holds a pipe from the bridge; when the pipe closes because the bridge died (``kill -9``,
+  the OOM killer), it ends every tree still registered.
+- Identity: a process is named by pid *and* creation time, so a reused pid is never
+  signalled and ledger recovery can tell a dead bridge from a live one.
+
+Everything here goes through psutil, which serves Linux, macOS and Windows alike.
 """
 
 from __future__ import annotations
@@ -13,16 +22,51 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import IO
 
 import anyio
+import psutil
 from anyio.abc import Process
 
 logger = logging.getLogger(__name__)
 
-_PROC = Path("/proc")
+WATCHDOG_GRACE_S = 3.0
+"""How long the watchdog waits between SIGTERM and SIGKILL after the bridge died."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A process as pid and creation time: a reused pid has another creation time."""
+
+    pid: int
+    created: float
+
+    def __str__(self) -> str:
+        return f"{self.pid}:{self.created:.2f}"
+
+    @classmethod
+    def of(cls, pid: int) -> Identity | None:
+        try:
+            return cls(pid, psutil.Process(pid).create_time())
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+            return None
+
+    def process(self) -> psutil.Process | None:
+        """The live process this identity names, or None (gone, reused, or a zombie)."""
+        try:
+            process = psutil.Process(self.pid)
+            if abs(process.create_time() - self.created) > 0.01:
+                return None
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return process
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+            return None
 
 
 async def start_group_leader(
@@ -40,102 +84,200 @@ async def start_group_leader(
     )
 
 
+class CallTree:
+    """One call's child and its descendants, known by identity, to end them all. The
+    leader is registered with the watchdog at once; descendants as they are seen."""
+
+    def __init__(self, leader_pid: int) -> None:
+        self.leader_pid = leader_pid
+        self._watchdog = guard()
+        self.known: dict[int, Identity] = {}
+        leader = Identity.of(leader_pid)
+        if leader is not None:
+            self._know(leader)
+
+    @property
+    def leader(self) -> Identity | None:
+        return self.known.get(self.leader_pid)
+
+    def refresh(self) -> None:
+        """Add the leader's descendants and its group's members to the known set."""
+        for identity in _tree(self.leader_pid):
+            if identity.pid not in self.known:
+                self._know(identity)
+
+    def _know(self, identity: Identity) -> None:
+        self.known[identity.pid] = identity
+        if self._watchdog is not None:
+            self._watchdog.watch(identity)
+
+    def alive(self) -> list[psutil.Process]:
+        return [p for p in (i.process() for i in self.known.values()) if p is not None]
+
+    async def end(self, grace_s: float) -> bool:
+        """SIGTERM everything known and alive, wait up to ``grace_s``, then SIGKILL what is
+        left. Returns True when a signal had to be sent. Every wait is bounded."""
+        await anyio.to_thread.run_sync(self.refresh)
+        living = self.alive()
+        if living:
+            _send(living, signal.SIGTERM)
+            if not await _gone_within(self, grace_s):
+                logger.warning("process tree of %s ignored SIGTERM for %.1fs; sending SIGKILL",
+                               self.leader_pid, grace_s)
+                _send(self.alive(), signal.SIGKILL)
+                await _gone_within(self, grace_s)
+        if self._watchdog is not None:
+            self._watchdog.forget(self.known.values())
+        return bool(living)
+
+
 async def end_process_group(process: Process, grace_s: float) -> bool:
-    """End every process in the child's group: SIGTERM, wait ``grace_s``, SIGKILL.
-
-    Also sweeps a group whose leader already exited: MCP servers started by the
-    CLI can outlive it. Returns True when a signal had to be sent. Every wait is
-    bounded.
-    """
-    pgid = process.pid  # start_new_session=True makes the child its group's leader
-    if process.returncode is not None and not group_alive(pgid):
-        return False
-    _signal_group(pgid, signal.SIGTERM)
-    if not await _group_gone_within(process, pgid, grace_s):
-        logger.warning("process group %s ignored SIGTERM for %.1fs; sending SIGKILL", pgid, grace_s)
-        _signal_group(pgid, signal.SIGKILL)
-        await _group_gone_within(process, pgid, grace_s)
-    return True
+    """End the child's whole tree; see ``CallTree.end``."""
+    return await CallTree(process.pid).end(grace_s)
 
 
-async def _group_gone_within(process: Process, pgid: int, seconds: float) -> bool:
+def end_trees_now(roots: Iterable[Identity], grace_s: float) -> int:
+    """Synchronously end the trees of ``roots`` (recovery after a crash, the watchdog):
+    SIGTERM all at once, one grace period, SIGKILL the rest. Roots that are gone or
+    whose pid was reused are skipped; returns how many roots were still alive."""
+    living: dict[int, psutil.Process] = {}
+    alive = 0
+    for root in roots:
+        if root.process() is None:
+            continue
+        alive += 1
+        for identity in _tree(root.pid):
+            process = identity.process()
+            if process is not None:
+                living[process.pid] = process
+    _send(living.values(), signal.SIGTERM)
+    _, still = psutil.wait_procs(list(living.values()), timeout=grace_s)
+    _send(still, signal.SIGKILL)
+    psutil.wait_procs(still, timeout=grace_s)
+    return alive
+
+
+def _tree(pid: int) -> list[Identity]:
+    """The process, its descendants, and the members of its process group (POSIX; the
+    group outlives its leader, so it is searched even when the leader is gone)."""
+    members: list[psutil.Process] = []
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        root = psutil.Process(pid)
+        members = [root, *root.children(recursive=True)]
+    if hasattr(os, "getpgid"):
+        members += _group_members(pid, {p.pid for p in members})
+    found = []
+    for process in members:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            found.append(Identity(process.pid, process.create_time()))
+    return found
+
+
+def _group_members(pgid: int, seen: set[int]) -> list[psutil.Process]:
+    members = []
+    for process in psutil.process_iter():
+        if process.pid in seen:
+            continue
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getpgid(process.pid) == pgid:
+                members.append(process)
+    return members
+
+
+def _send(processes: Iterable[psutil.Process], sig: signal.Signals) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+            process.send_signal(sig)
+
+
+async def _gone_within(tree: CallTree, seconds: float) -> bool:
     with anyio.move_on_after(seconds):
-        await process.wait()
-        while group_alive(pgid):  # noqa: ASYNC110 - nothing signals a group's end; poll /proc
+        while tree.alive():  # noqa: ASYNC110 - nothing signals a foreign process's end
             await anyio.sleep(0.02)
         return True
     return False
 
 
-def group_alive(pgid: int) -> bool:
-    """True while a process of the group runs; zombies do not count."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _has_live_member(pgid) if _PROC.is_dir() else True
+_guard: list[Watchdog | None] = []
 
 
-def _has_live_member(pgid: int) -> bool:
-    # An unreaped zombie still answers killpg(pgid, 0); where PID 1 does not reap
-    # (containers), that would stall every cleanup for the whole grace period.
-    for stat in _PROC.glob("[0-9]*/stat"):
+def guard() -> Watchdog | None:
+    """This process's watchdog, started on first use (None where it cannot start)."""
+    if not _guard:
+        _guard.append(Watchdog.start(WATCHDOG_GRACE_S))
+    return _guard[0]
+
+
+class Watchdog:
+    """The bridge's side of the watchdog process: register trees, forget ended ones.
+
+    A write that fails (the watchdog died) is logged once; calls go on, and ledger
+    recovery at the next start still ends what a crash leaves behind.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+        self._broken = False
+
+    @classmethod
+    def start(cls, grace_s: float) -> Watchdog | None:
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
+            process = subprocess.Popen(
+                [sys.executable, "-m", "claude_mcp_bridge.watchdog", str(os.getpid()),
+                 str(grace_s)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            logger.warning("no watchdog (%s): children outlive a crash of the bridge until "
+                           "the next start recovers them", exc)
+            return None
+        return cls(process)
 
+    def watch(self, identity: Identity) -> None:
+        self._say(f"+ {identity.pid} {identity.created!r}\n")
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
+    def forget(self, identities: Iterable[Identity]) -> None:
+        self._say("".join(f"- {i.pid} {i.created!r}\n" for i in identities))
+
+    def close(self) -> None:
+        """Stop the watchdog: nothing is registered any more, so it ends nothing."""
+        stdin: IO[bytes] | None = self._process.stdin
+        if stdin is not None:
+            with contextlib.suppress(OSError):
+                stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=5)
+
+    def _say(self, lines: str) -> None:
+        stdin = self._process.stdin
+        if self._broken or stdin is None or not lines:
+            return
+        try:
+            stdin.write(lines.encode())
+            stdin.flush()
+        except OSError as exc:
+            self._broken = True
+            logger.warning("the watchdog is gone (%s); a crash of the bridge will leave "
+                           "children until the next start recovers them", exc)
 
 
 @cache
 def owner(pid: int) -> str:
-    """``host:pid:start time`` of a process; the start time tells a reused pid apart."""
-    return f"{socket.gethostname()}:{pid}:{start_time(pid) or ''}"
+    """``host:pid:creation time`` of a process, as the ledger stores a call's owner."""
+    identity = Identity.of(pid)
+    return f"{socket.gethostname()}:{pid}:{f'{identity.created:.2f}' if identity else ''}"
 
 
 def owner_alive(owner_id: str) -> bool:
     """False only when ``owner_id`` (from ``owner``) ran on this host and has certainly
-    ended."""
+    ended (gone, or its pid now names another process)."""
     parts = owner_id.rsplit(":", 2)
     if len(parts) != 3 or not parts[1].isdigit():
         return True  # not an owner we wrote: leave it alone
-    host, pid_text, started = parts
+    host, pid_text, created = parts
     if host != socket.gethostname():
         return True
-    pid = int(pid_text)
-    if (_PROC / "self" / "stat").exists():
-        current = start_time(pid)
-        return current is not None and (not started or current == started)
-    return pid_exists(pid)
-
-
-def start_time(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks); None when the process
-    is gone, a zombie, or there is no /proc."""
     try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces and ")"
-    if fields[0] == "Z":
-        return None
-    return fields[19]
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        identity = Identity(int(pid_text), float(created))
+    except ValueError:
+        return Identity.of(int(pid_text)) is not None  # written without a creation time
+    return identity.process() is not None

@@ -98,14 +98,18 @@ def _stray(run: RunResult) -> str:
     return "; unparsable output: " + " | ".join(line[:200] for line in run.stray_lines[-3:])
 
 
-def bounded(call: CallReport, max_chars: int, full_text_at: str) -> CallReport:
+def bounded(call: CallReport, max_chars: int, full_text_at: str | None,
+            not_kept: str = "") -> CallReport:
     """``call`` with its answer cut to ``max_chars`` and a marker saying where the whole
-    text is kept; unchanged when it fits."""
+    text is kept (or, with ``full_text_at`` None, why it could not be kept); unchanged
+    when it fits."""
     text = call.message
     if len(text) <= max_chars:
         return call
+    where = (f"the full answer is at {full_text_at}" if full_text_at is not None
+             else f"the full answer could not be stored ({not_kept})")
     marker = (f"\n\n[... truncated by claude-mcp-bridge: {max_chars:,} of {len(text):,} "
-              f"characters shown; the full answer is at {full_text_at}]")
+              f"characters shown; {where}]")
     cut = text[: max(0, max_chars - len(marker))] + marker
     output = call.output.model_copy(update={"result": cut, "full_result": full_text_at})
     return replace(call, message=cut, output=output)

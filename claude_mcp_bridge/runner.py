@@ -10,8 +10,9 @@ under a shield: SIGTERM, a bounded grace, then SIGKILL.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from anyio.abc import ByteReceiveStream, Process
@@ -20,11 +21,15 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from .command import Command
 from .errors import NotJSON
 from .events import Event, ResultEvent, parse_line
-from .processes import end_process_group, start_group_leader
+from .processes import CallTree, Identity, start_group_leader
 
 logger = logging.getLogger(__name__)
 
 OnEvent = Callable[[Event], Awaitable[None]]
+OnSpawn = Callable[[Identity], Coroutine[Any, Any, None]]
+
+TREE_REFRESH_S = 1.0
+"""How often a running child's process tree is looked at again."""
 
 
 @dataclass(frozen=True)
@@ -73,16 +78,21 @@ class _Collected:
 
 
 async def start(command: Command) -> Process:
-    """Start ``command`` as the leader of a new process group (raises ``OSError``)."""
-    return await start_group_leader(command.argv, cwd=command.cwd, env=command.env)
+    """Start ``command`` as the leader of a new process group (raises ``OSError``),
+    registered with the watchdog so it ends if the bridge dies."""
+    process = await start_group_leader(command.argv, cwd=command.cwd, env=command.env)
+    CallTree(process.pid)
+    return process
 
 
 async def run(
-    command: Command, limits: Limits, on_event: OnEvent, *, started: Process | None = None
+    command: Command, limits: Limits, on_event: OnEvent, *, started: Process | None = None,
+    on_spawn: OnSpawn | None = None,
 ) -> RunResult:
     """Start the child (or take over ``started``, a warm one already running ``command``'s
     argv), feed it ``command.stdin``, stream its events to ``on_event``, and always end
-    its group."""
+    its tree. ``on_spawn`` learns the child's identity while it runs (the ledger keeps it
+    for recovery after a crash)."""
     began = anyio.current_time()
     if started is not None:
         process = started
@@ -95,12 +105,16 @@ async def run(
 
     collected = _Collected()
     killed = False
+    tree = CallTree(process.pid)
     try:
         with anyio.move_on_after(limits.timeout_s) as deadline:
-            await _supervise(process, command.stdin, limits, on_event, collected)
+            async with anyio.create_task_group() as tg:
+                if on_spawn is not None and tree.leader is not None:
+                    tg.start_soon(on_spawn, tree.leader)
+                await _supervise(process, command.stdin, limits, on_event, collected, tree)
     finally:
         with anyio.CancelScope(shield=True):
-            killed = await end_process_group(process, limits.kill_grace_s)
+            killed = await tree.end(limits.kill_grace_s)
             await _close(process)
     return RunResult(
         exit_code=process.returncode,
@@ -116,10 +130,12 @@ async def run(
 
 
 async def _supervise(
-    process: Process, stdin: bytes, limits: Limits, on_event: OnEvent, collected: _Collected
+    process: Process, stdin: bytes, limits: Limits, on_event: OnEvent, collected: _Collected,
+    tree: CallTree,
 ) -> None:
     assert process.stdout is not None and process.stderr is not None
     async with anyio.create_task_group() as tg:
+        tg.start_soon(_keep_up, tree)
         tg.start_soon(_feed_stdin, process, stdin)
         tg.start_soon(_drain_tail, process.stderr, collected.stderr, limits.stderr_tail_bytes)
         tg.start_soon(_read_events, process.stdout, limits.max_line_bytes, on_event, collected)
@@ -129,6 +145,14 @@ async def _supervise(
         with anyio.move_on_after(1.0):
             await collected.stdout_done.wait()
         tg.cancel_scope.cancel()
+
+
+async def _keep_up(tree: CallTree) -> None:
+    """Learn the child's descendants while it runs: one that leaves its group or outlives
+    its parent is still ended with the call, and by the watchdog if the bridge dies."""
+    while True:
+        await anyio.sleep(TREE_REFRESH_S)
+        await anyio.to_thread.run_sync(tree.refresh)
 
 
 async def _wait_for_end(process: Process, collected: _Collected, limits: Limits) -> None:

@@ -39,3 +39,15 @@ def read_until(stream: IO[bytes], needle: bytes, timeout_s: float = 60.0) -> byt
                 raise AssertionError(f"the pipe closed before {needle!r}; read: {seen[-2000:]!r}")
             seen += chunk
     return seen
+
+
+def survivors(pids: list[int], within_s: float) -> list[int]:
+    """The pids still alive once they all ended or ``within_s`` passed (zombies count as
+    gone: where PID 1 does not reap, an orphan stays a zombie). Nothing announces the end
+    of a process that is not our child, so this polls /proc."""
+    deadline = time.monotonic() + within_s
+    while True:
+        alive = [pid for pid in pids if pid_alive(pid)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.02)

@@ -256,6 +256,8 @@ def readiness(bridge: Bridge) -> dict[str, Any]:
         problems.append(bridge.settings.claude.missing_message())
     if bridge.draining:
         problems.append("shutting down")
+    if bridge.ledger.problem:
+        problems.append(bridge.ledger.problem)
     try:
         left = bridge.ledger.budget_left(bridge.global_budget)
     except Exception as exc:  # the ledger is unusable: not ready, and say why

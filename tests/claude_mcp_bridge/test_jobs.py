@@ -95,8 +95,8 @@ async def test_after_a_restart_a_finished_job_keeps_its_answer_and_a_cut_one_say
         status = await client.call_tool("job_status", {"job_id": unfinished})
     assert kept.content[0].text == "Job done." and not kept.is_error
     assert lost.is_error and "shutting down" in lost.content[0].text
-    assert lost.structured_content["state"] == "interrupted"
-    assert status.structured_content["state"] == "interrupted"
+    assert lost.structured_content["state"] == "cancelled"  # stopped by the shutdown
+    assert status.structured_content["state"] == "cancelled"
     assert not any(pid_alive(r["pid"]) for r in fake_claude.records())
 
 

@@ -374,7 +374,7 @@ def test_budget_left_reports_each_global_cap_or_none(ledger):
 # --- crash recovery --------------------------------------------------------------------------
 
 
-def test_a_call_of_a_killed_process_is_marked_interrupted_and_its_reservation_released(path):
+def test_a_call_of_a_killed_process_is_marked_interrupted_and_charged_its_reservation(path):
     with ExitStack() as stack:
         child = spawn(stack, HOLDING_CHILD, str(path), "0.50", NOW.isoformat())
         call_id = first_line(child)
@@ -386,8 +386,9 @@ def test_a_call_of_a_killed_process_is_marked_interrupted_and_its_reservation_re
         assert row is not None
         assert row["outcome"] == "interrupted"
         assert row["reserved_usd"] == 0
+        assert row["cost_usd"] == pytest.approx(0.50)  # its child may have spent up to it
         assert "ended before settling it" in row["error"]
-        assert ledger.spent(tool=None, period="day", now=NOW) == 0
+        assert ledger.spent(tool=None, period="day", now=NOW) == pytest.approx(0.50)
     with raw(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
@@ -451,14 +452,14 @@ def test_a_ledger_from_a_newer_bridge_is_refused_with_what_to_do(path):
 def test_a_file_that_is_not_a_database_is_refused_with_its_path(path):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(LedgerError, match=re.escape(f"{path}: cannot use the ledger")):
+    with pytest.raises(LedgerError, match=re.escape(f"{path}: not a usable SQLite ledger")):
         Ledger.open(path)
 
 
 def test_a_path_under_a_file_is_refused_with_what_to_check(tmp_path):
     (tmp_path / "not-a-folder").write_text("")
     path = tmp_path / "not-a-folder" / "ledger.sqlite3"
-    with pytest.raises(LedgerError, match=r"cannot open the ledger .* check the path"):
+    with pytest.raises(LedgerError, match=r"cannot use the ledger .* check the path"):
         Ledger.open(path)
 
 

@@ -1,0 +1,112 @@
+"""Settling a call: what it is charged, written to the ledger even when the disk fights back.
+
+Charging rules, on every path (a finished run, a timeout, a stall, a cancel, a client gone,
+a drain, a shutdown):
+
+- a call whose child reported its cost (a ``result`` event) is charged that cost;
+- a call whose cost is unknown is charged its cap when it had one: the child may have
+  spent up to it, so the budget is never under-counted;
+- an uncapped call of unknown cost is charged $0 and the log says so (its reservation
+  was all that was left of the tightest budget; charging that for a crash at start-up
+  would block the rest of the day);
+- a call that never started its child (refused in the queue) is charged $0.
+
+A ledger write that fails (disk full, I/O error) is retried a few times, then logged and
+left: the row stays ``running`` with its reservation held, and the next bridge that
+opens the ledger settles it ``interrupted``, charging that reservation. A failed write
+never raises out of settling, so a call always leaves the in-flight set.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+
+from .ledger import Ledger, Settlement
+from .outcomes import Outcome
+from .result import CallReport
+
+logger = logging.getLogger(__name__)
+
+RETRY_DELAYS_S = (0.05, 0.25, 1.0)
+"""Waits between attempts at a ledger write that failed."""
+
+
+class Settler:
+    """Charges and records how calls ended."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def finished(self, call_id: str, tool: str, call: CallReport, cap: float | None,
+                       began: float) -> None:
+        """Settle a call that ran to a report (ok, error, timeout, stall)."""
+        output = call.output
+        cost = output.cost_usd if output.cost_usd is not None else charge_unknown(call_id, cap)
+        error = call.message if call.outcome != "ok" else None
+        await self._write(call_id, Settlement(
+            outcome=call.outcome, cost_usd=cost, num_turns=output.num_turns,
+            session_id=output.session_id, usage=_tokens(output.usage), error=error,
+            duration_ms=output.duration_ms))
+        _log_end(call_id, tool, call.outcome, cost, began, error[:200] if error else None)
+
+    async def stopped(self, call_id: str, tool: str, outcome: Outcome, why: str, began: float,
+                      *, ran: bool, reported_usd: float | None, cap: float | None) -> None:
+        """Settle a call that was refused in the queue or stopped before its report."""
+        if reported_usd is not None:
+            charged = reported_usd
+        else:
+            charged = charge_unknown(call_id, cap) if ran else 0.0
+        await self._write(call_id, Settlement(outcome=outcome, cost_usd=charged, error=why))
+        _log_end(call_id, tool, outcome, charged, began, why)
+
+    async def _write(self, call_id: str, settlement: Settlement) -> None:
+        with anyio.CancelScope(shield=True):
+            await retried(lambda: self._ledger.settle(call_id, settlement),
+                          f"settling call {call_id[:8]}")
+
+
+async def retried(write: Callable[[], None], what: str) -> bool:
+    """Run a blocking ledger write in a thread, retrying on I/O errors; False when it never
+    went through (logged; the caller carries on)."""
+    for attempt, delay in enumerate((*RETRY_DELAYS_S, None), 1):
+        try:
+            await anyio.to_thread.run_sync(write)
+            return True
+        except (sqlite3.Error, OSError) as exc:
+            if delay is None:
+                logger.error("%s failed %d times (%s); the ledger keeps the call running and "
+                             "the next start settles it, charging its reservation",
+                             what, attempt, exc)
+                return False
+            logger.warning("%s failed (%s); retrying in %gs", what, exc, delay)
+            await anyio.sleep(delay)
+    return False
+
+
+def charge_unknown(call_id: str, cap: float | None) -> float:
+    """What a call whose cost the CLI never reported is charged: its cap, else $0."""
+    if cap is not None:
+        return cap
+    logger.warning("call %s ended without reporting its cost and had no cap; charged $0",
+                   call_id[:8])
+    return 0.0
+
+
+def _log_end(call_id: str, tool: str, outcome: str, cost: float | None, began: float,
+             error: str | None) -> None:
+    duration_ms = round((time.monotonic() - began) * 1000)
+    level = logging.INFO if outcome == "ok" else logging.WARNING
+    logger.log(level, "call %s %s in %d ms, $%s%s", call_id[:8], outcome, duration_ms,
+               "?" if cost is None else f"{cost:g}", f": {error}" if error else "",
+               extra={"event": "call.end", "call_id": call_id, "tool": tool,
+                      "outcome": outcome, "cost_usd": cost, "duration_ms": duration_ms})
+
+
+def _tokens(usage: Mapping[str, Any]) -> dict[str, int]:
+    return {k: int(v) for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}

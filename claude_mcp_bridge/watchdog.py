@@ -1,0 +1,44 @@
+"""The watchdog process: ends the bridge's children when the bridge dies.
+
+Started by ``processes.Watchdog.start`` in a session of its own, it reads lines from
+the bridge on stdin: ``+ PID CREATED`` registers a process, ``- PID CREATED`` forgets
+it. When stdin closes and the bridge is gone (``kill -9``, the OOM killer, a crash),
+it ends every registered process still alive with its creation time unchanged, with
+its descendants and group: SIGTERM, a grace period, SIGKILL.
+
+    python -m claude_mcp_bridge.watchdog BRIDGE_PID GRACE_S
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import psutil
+
+from .processes import Identity, end_trees_now
+
+
+def main(argv: list[str]) -> int:
+    grace_s = float(argv[2]) if len(argv) > 2 else 5.0
+    # A terminal's Ctrl-C or a client closing the bridge's group must not end the guard.
+    for name in ("SIGINT", "SIGHUP", "SIGTERM"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    watched: dict[Identity, None] = {}
+    for line in sys.stdin:
+        parts = line.split()
+        if len(parts) != 3 or parts[0] not in "+-":
+            continue
+        identity = Identity(int(parts[1]), float(parts[2]))
+        if parts[0] == "+":
+            watched[identity] = None
+        else:
+            watched.pop(identity, None)
+    end_trees_now(watched, grace_s)
+    return 0
+
+
+if __name__ == "__main__":
+    psutil.Process()  # fail early if psutil cannot read processes here
+    sys.exit(main(sys.argv))
