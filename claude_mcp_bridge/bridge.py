@@ -12,6 +12,7 @@ the client waits and executed in the background.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ from .catalog import Catalog, build_catalog
 from .command import Command, build_command
 from .errors import CommandError, QueueFull, UnknownToolError
 from .events import Event, ResultEvent
-from .ledger import CallStart, Ledger, Reservation
+from .ledger import CallStart, Ledger, Reservation, ledger_error
 from .outcomes import Outcome, Refusal, Reply
 from .policy import RunPlan, plan_call
 from .processes import Identity
@@ -166,12 +167,17 @@ class Bridge:
             definition_sha256=definition.sha256, caller=caller, prompt=arguments.prompt,
             store_prompt=self.settings.config.ledger.store_prompts)
         planned = self._plan(definition, policy, arguments, json_schema)
-        if isinstance(planned, Refusal):
-            await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.message)
-            return planned
-        plan, command = planned
-        reservation = await anyio.to_thread.run_sync(
-            self.ledger.reserve, start, plan.max_budget_usd, policy.budget, self.global_budget)
+        try:
+            if isinstance(planned, Refusal):
+                await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.message)
+                return planned
+            plan, command = planned
+            reservation = await anyio.to_thread.run_sync(
+                self.ledger.reserve, start, plan.max_budget_usd, policy.budget,
+                self.global_budget)
+        except (sqlite3.Error, OSError) as exc:  # nothing runs that the ledger cannot hold
+            logger.error("the ledger cannot record a call of %s: %s", tool, exc)
+            return Refusal("setup", str(ledger_error(self.settings.ledger_path, exc)))
         if isinstance(reservation, BudgetRefusal):
             return reservation.refusal()
         return Admitted(tool, definition, policy, plan, command, reservation)

@@ -57,6 +57,8 @@ class JobBoard:
         self._bridge = bridge
         self._live: dict[str, _Live] = {}
         self._tasks: TaskGroup | None = None
+        self._unkept: dict[str, Reply] = {}
+        """Replies that could not be written to disk, until job_result collects them."""
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[JobBoard]:
@@ -116,10 +118,16 @@ class JobBoard:
         async def note(message: str) -> None:
             job.recent.append(message)
 
+        job_id = job.admitted.call_id
         try:
             finished = await self._bridge.execute(job.admitted, Progress(note), job.key)
-            await anyio.to_thread.run_sync(self._bridge.answers.keep_reply,
-                                           job.admitted.call_id, finished.reply())
+            reply = finished.reply()
+            try:
+                await anyio.to_thread.run_sync(self._bridge.answers.keep_reply, job_id, reply)
+            except OSError as exc:  # disk full: keep it here, for this process's lifetime
+                logger.error("job %s: its answer could not be kept on disk (%s); it is held "
+                             "in memory until collected", job_id[:8], exc)
+                self._unkept[job_id] = reply
         finally:
             job.done.set()
             # From now on the ledger row and the kept answer say everything; a long-running
@@ -151,7 +159,8 @@ class JobBoard:
         if live is not None:
             with anyio.move_on_after(min(max(wait_s, 0.0), MAX_WAIT_S)):
                 await live.done.wait()
-        kept = await anyio.to_thread.run_sync(self._bridge.answers.reply, job_id)
+        kept = self._unkept.pop(job_id, None) or await anyio.to_thread.run_sync(
+            self._bridge.answers.reply, job_id)
         if kept is not None:
             row = await anyio.to_thread.run_sync(self._bridge.ledger.get, job_id)
             state = row["outcome"] if row else ("error" if kept.is_error else "ok")

@@ -131,9 +131,13 @@ class CallTree:
         return bool(living)
 
 
-async def end_process_group(process: Process, grace_s: float) -> bool:
-    """End the child's whole tree; see ``CallTree.end``."""
-    return await CallTree(process.pid).end(grace_s)
+async def end_process_group(process: Process, grace_s: float,
+                            tree: CallTree | None = None) -> bool:
+    """End the child's whole tree (see ``CallTree.end``) and reap the child itself."""
+    signalled = await (tree or CallTree(process.pid)).end(grace_s)
+    with anyio.move_on_after(grace_s):
+        await process.wait()
+    return signalled
 
 
 def end_trees_now(roots: Iterable[Identity], grace_s: float) -> int:

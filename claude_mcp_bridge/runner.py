@@ -21,7 +21,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from .command import Command
 from .errors import NotJSON
 from .events import Event, ResultEvent, parse_line
-from .processes import CallTree, Identity, start_group_leader
+from .processes import CallTree, Identity, end_process_group, start_group_leader
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ async def run(
                 await _supervise(process, command.stdin, limits, on_event, collected, tree)
     finally:
         with anyio.CancelScope(shield=True):
-            killed = await tree.end(limits.kill_grace_s)
+            killed = await end_process_group(process, limits.kill_grace_s, tree)
             await _close(process)
     return RunResult(
         exit_code=process.returncode,
