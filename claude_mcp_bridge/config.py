@@ -112,7 +112,19 @@ class HttpConfig(_Section):
     max_sessions: Annotated[int, Field(ge=1)] = 100
     """Open MCP sessions (Streamable HTTP and SSE each); beyond that new ones get 503."""
     session_idle_timeout_s: Annotated[float, Field(gt=0)] = 1800.0
-    """A Streamable HTTP session unused this long is closed."""
+    """A Streamable HTTP session with no request for this long is closed."""
+    unused_session_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    """A Streamable HTTP session that sent no request after ``initialize`` is closed after
+    this long (it holds one of ``max_sessions`` for nothing)."""
+    max_connections: Annotated[int, Field(ge=1)] = 1000
+    """Open TCP connections; lowered at start to leave a quarter of the descriptor limit
+    free. At the cap a new connection closes the one idle longest (503 if none is idle)."""
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """Time a connection gets to send a whole request head; then 408 and closed."""
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """Time a request gets to send its whole body after its head; then 408 and closed."""
+    max_json_depth: Annotated[int, Field(ge=4, le=512)] = 64
+    """Deepest nesting of arrays and objects in a JSON-RPC body; deeper gets a parse error."""
     drain_timeout_s: Annotated[float, Field(ge=0)] = 30.0
     """On SIGTERM/SIGINT, how long calls in flight may finish before they are stopped."""
 

@@ -124,12 +124,20 @@ def _checked_cwd(
 ) -> Path | Refusal:
     if requested is None:
         return project_dir
+    shown = requested if len(requested) <= 200 else requested[:200] + "..."
+    if "\0" in requested:
+        return Refusal("policy", f"cwd {shown!r} contains a NUL byte, which no path can")
     path = Path(requested)
     if not path.is_absolute():
-        return Refusal("policy", f"cwd must be an absolute path, got {requested!r}")
-    resolved = path.resolve()
-    if not resolved.is_dir():
-        return Refusal("policy", f"cwd {requested!r} is not an existing directory")
+        return Refusal("policy", f"cwd must be an absolute path, got {shown!r}")
+    try:
+        resolved = path.resolve()
+        is_dir = resolved.is_dir()
+    except OSError as exc:  # ENAMETOOLONG for a path or a component over the OS limit
+        return Refusal("policy", f"cwd {shown!r} ({len(requested)} characters) cannot be used: "
+                       f"{(exc.strerror or str(exc)).lower()}")
+    if not is_dir:
+        return Refusal("policy", f"cwd {shown!r} is not an existing directory")
     if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(r) for r in roots)
         return Refusal("policy", f"cwd {requested!r} resolves to {resolved}, outside the "

@@ -6,12 +6,15 @@
     /ready      readiness: catalog loaded, ledger open, claude found (503 otherwise)
 
 Safety, in the order a request meets it:
+- connection limits (``limits.py``): a cap below the descriptor limit, deadlines for
+  the request head and body (408);
+- Host and Origin on every path (``guards.py``): loopback names or the config's
+  allow-lists (421 / 403), against DNS rebinding;
 - a bearer token, compared in constant time, on everything but ``/health`` when one
   is configured (and always required when binding beyond loopback);
-- the SDK's DNS-rebinding checks on ``/mcp``, ``/sse`` and ``/messages/``: Host and
-  Origin must be loopback names or in the config's allow-lists (421 / 403);
-- the SDK's body limit (413) and session cap (503) on Streamable HTTP; the same cap
-  on open SSE streams.
+- JSON nested too deeply gets a parse error (``guards.py``); the SDK's body limit (413);
+- the session cap on Streamable HTTP, where unused and least recently used idle
+  sessions make room (``sessions.py``); the same cap (503) on open SSE streams.
 
 SIGTERM or SIGINT drains: new calls are refused, calls in flight get
 ``drain_timeout_s`` to finish, the rest are stopped (children ended, ledger rows
@@ -47,6 +50,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import HttpConfig
 from ..server import Bridge
+from .guards import HostAndOrigin, JsonDepthLimit
+from .limits import ConnectionLimits, GuardedListener, guarded_protocol, raise_fd_limit
+from .sessions import SessionKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +73,12 @@ class HttpOptions:
     max_body_bytes: int
     max_sessions: int
     session_idle_timeout_s: float
+    unused_session_timeout_s: float
     drain_timeout_s: float
+    max_connections: int
+    header_timeout_s: float
+    body_timeout_s: float
+    max_json_depth: int
 
     @classmethod
     def from_config(cls, http: HttpConfig, *, host: str | None, port: int | None,
@@ -77,7 +88,10 @@ class HttpOptions:
             token=token or http.token, allowed_hosts=tuple(http.allowed_hosts),
             allowed_origins=tuple(http.allowed_origins), max_body_bytes=http.max_body_bytes,
             max_sessions=http.max_sessions, session_idle_timeout_s=http.session_idle_timeout_s,
-            drain_timeout_s=http.drain_timeout_s)
+            unused_session_timeout_s=http.unused_session_timeout_s,
+            drain_timeout_s=http.drain_timeout_s, max_connections=http.max_connections,
+            header_timeout_s=http.header_timeout_s, body_timeout_s=http.body_timeout_s,
+            max_json_depth=http.max_json_depth)
 
     def problem(self) -> str | None:
         """Why this configuration must not start, or None."""
@@ -209,6 +223,10 @@ def build_app(bridge: Bridge, server: Server[Any], options: HttpOptions) -> ASGI
     sse = SseServerTransport("/messages/", security_settings=security,
                              max_request_body_size=options.max_body_bytes)
     streams = _StreamCount(options.max_sessions)
+    sessions = SessionKeeper(
+        StopOnDisconnect(StreamableHTTPASGIApp(manager), bridge, options.max_body_bytes),
+        manager, max_sessions=options.max_sessions,
+        unused_timeout_s=options.unused_session_timeout_s)
 
     async def handle_sse(request: Request) -> Response:
         with streams.hold() as admitted:
@@ -229,15 +247,19 @@ def build_app(bridge: Bridge, server: Server[Any], options: HttpOptions) -> ASGI
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with manager.run():
+        async with manager.run(), anyio.create_task_group() as tg:
+            tg.start_soon(sessions.expire_unused)
             yield
+            tg.cancel_scope.cancel()
 
     app: ASGIApp = Starlette(
         routes=[
-            Route("/mcp", endpoint=StopOnDisconnect(StreamableHTTPASGIApp(manager), bridge,
-                                                    options.max_body_bytes)),
+            Route("/mcp", endpoint=JsonDepthLimit(sessions, options.max_json_depth,
+                                                  options.max_body_bytes)),
             Route("/sse", endpoint=handle_sse, methods=["GET"]),
-            Mount("/messages/", app=sse.handle_post_message),
+            Mount("/messages/", app=JsonDepthLimit(sse.handle_post_message,
+                                                   options.max_json_depth,
+                                                   options.max_body_bytes)),
             Route("/health", endpoint=health, methods=["GET"]),
             Route("/ready", endpoint=ready, methods=["GET"]),
         ],
@@ -245,7 +267,7 @@ def build_app(bridge: Bridge, server: Server[Any], options: HttpOptions) -> ASGI
     )
     if options.token:
         app = BearerToken(app, options.token)
-    return app
+    return HostAndOrigin(app, security.allowed_hosts or (), security.allowed_origins or ())
 
 
 def readiness(bridge: Bridge) -> dict[str, Any]:
@@ -290,9 +312,18 @@ async def serve_http(
     on_started: Callable[[str], Awaitable[None]] | None = None,
 ) -> None:
     app = build_app(bridge, server, options)
+    fd_limit = raise_fd_limit()
+    limits = ConnectionLimits.within(
+        fd_limit, max_connections=options.max_connections,
+        header_timeout_s=options.header_timeout_s, body_timeout_s=options.body_timeout_s)
+    if limits.max_connections < options.max_connections:
+        logger.info("at most %d connections: the descriptor limit is %d",
+                    limits.max_connections, fd_limit)
+    protocol = guarded_protocol(limits)
     config = uvicorn.Config(app, host=options.host, port=options.port, log_config=None,
                             access_log=False, lifespan="on", timeout_graceful_shutdown=5,
-                            ws="none")
+                            ws="none", http=protocol, backlog=limits.backlog)
+    listener = GuardedListener.around(config.bind_socket(), protocol.guard)
     web = _Uvicorn(config)
     async with anyio.create_task_group() as tg:
 
@@ -324,7 +355,7 @@ async def serve_http(
 
         tg.start_soon(stop_on_signal)
         tg.start_soon(announce)
-        await web.serve()
+        await web.serve(sockets=[listener])
         tg.cancel_scope.cancel()
 
 

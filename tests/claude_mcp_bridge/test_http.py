@@ -6,7 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +69,8 @@ class Running:
 
 
 def start(workspace, fake, *extra: str, config: str | None = None,
-          env: dict[str, str] | None = None) -> Running:
+          env: dict[str, str] | None = None,
+          preexec_fn: Callable[[], object] | None = None) -> Running:
     data_dir = workspace.home / "data"
     full_env = {**workspace.cli_env(fake), "CLAUDE_MCP_BRIDGE_DATA_DIR": str(data_dir),
                 **(env or {})}
@@ -81,7 +82,8 @@ def start(workspace, fake, *extra: str, config: str | None = None,
         path.write_text(config)
         args += ["--config", str(path)]
     proc = subprocess.Popen(args, env=full_env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=preexec_fn)
     running = Running(proc, "", data_dir)
     assert proc.stderr is not None
     deadline = time.monotonic() + 20
@@ -438,7 +440,8 @@ def test_a_stdio_server_stops_cleanly_on_sigterm_with_reload_running(workspace, 
         stream.close()
 
 
-async def test_sessions_beyond_the_cap_are_refused(workspace, fake_claude, serve):
+async def test_sse_streams_beyond_the_cap_are_refused_and_idle_sessions_make_room(
+        workspace, fake_claude, serve):
     workspace.agent("reviewer")
     running = serve(config="[http]\nmax_sessions = 1\n")
     async with Client(sse_client(running.url + "/sse")) as first:
@@ -453,5 +456,9 @@ async def test_sessions_beyond_the_cap_are_refused(workspace, fake_claude, serve
         async with httpx2.AsyncClient(base_url=running.url) as http:
             one = await http.post("/mcp", json=initialize, headers=headers)
             two = await http.post("/mcp", json=initialize, headers=headers)
-    assert one.status_code == 200
-    assert two.status_code == 503
+            again = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+                                    headers={**headers, "MCP-Protocol-Version": "2025-06-18",
+                                             "Mcp-Session-Id": one.headers["mcp-session-id"]})
+    # The idle Streamable HTTP session is closed to let the new one in (test_http_abuse.py
+    # covers the policy); the SSE stream, a live connection, is not.
+    assert (one.status_code, two.status_code, again.status_code) == (200, 200, 404)
