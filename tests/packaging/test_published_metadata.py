@@ -60,3 +60,10 @@ def test_the_bundle_launcher_drops_optional_fields_the_user_left_empty():
                "CLAUDE_MCP_BRIDGE_CLAUDE_BIN": "/opt/claude", "PATH": ""}
     launcher.drop_unset(environ)
     assert environ == {"CLAUDE_MCP_BRIDGE_CLAUDE_BIN": "/opt/claude", "PATH": ""}
+
+
+def test_the_readme_names_the_registry_entry_for_pypi_ownership():
+    # The registry accepts a PyPI package for a name only if its description (our README)
+    # says "mcp-name: <name>".
+    name = load(REPO / "server.json")["name"]
+    assert f"mcp-name: {name}" in (REPO / "README.md").read_text(encoding="utf-8")
