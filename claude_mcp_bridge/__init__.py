@@ -13,3 +13,7 @@ draws the whole layout):
 This package imports nothing on import: each entry point loads only what it needs
 (``serve`` the SDK and a transport, ``list`` and ``usage`` neither).
 """
+
+__version__ = "0.1.0"
+"""The one place the version is written: the build (hatch), ``--version``, the bundle's
+manifest and ``server.json`` read it from here, and a test holds them equal."""

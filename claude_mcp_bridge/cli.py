@@ -22,7 +22,7 @@ import platformdirs
 
 from agents_registry import Registry, Roots, user_config_dir
 
-from . import logs
+from . import __version__, logs
 from .agent_tests import cli as agent_tests
 from .bridge import load_catalog, open_bridge
 from .catalog import Catalog
@@ -289,6 +289,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="claude-mcp-bridge",
         description="Publish your Claude Code agents and skills as MCP tools.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common_options()
     serve = sub.add_parser(
