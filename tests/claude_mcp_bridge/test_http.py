@@ -306,7 +306,7 @@ async def test_bad_requests_get_http_and_json_rpc_errors_not_tracebacks(
 
 async def test_health_and_ready_describe_the_service(workspace, fake_claude, serve):
     workspace.agent("reviewer")
-    workspace.agent("broken", "tools: [unclosed\n")
+    workspace.agent("broken", description="")
     running = serve(config="[budget]\ndaily_usd = 5\n")
     async with httpx2.AsyncClient(base_url=running.url) as http:
         health = (await http.get("/health")).json()
