@@ -30,7 +30,8 @@ from .catalog import Catalog, build_catalog
 from .command import Command, build_command
 from .errors import CommandError, QueueFull, UnknownToolError
 from .events import Event, ResultEvent
-from .ledger import CallStart, Ledger, Reservation, ledger_error
+from .ledger import CallStart, Ledger, Reservation
+from .ledger_schema import ledger_error
 from .outcomes import Outcome, Refusal, Reply
 from .policy import RunPlan, plan_call
 from .processes import Identity

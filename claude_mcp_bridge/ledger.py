@@ -26,7 +26,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import os
@@ -54,14 +53,12 @@ from .budget import (
     period_bounds,
     requested_micros,
 )
-from .errors import LedgerError
-from .ledger_schema import migrate
+from .ledger_schema import connect, ledger_error, migrate
 from .outcomes import Outcome
 from .processes import Identity, end_trees_now, owner, owner_alive
 
 logger = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_S = 10.0
 _TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
                   "cache_read_input_tokens")
 
@@ -117,7 +114,7 @@ class Ledger:
     @classmethod
     def open(cls, path: Path) -> Ledger:
         """Open (or create) the ledger, bring its schema up to date, recover crashed calls."""
-        connection = _connect(path)
+        connection = connect(path)
         ledger = cls(connection, path)
         try:
             ledger.problem = ledger._damage()
@@ -293,45 +290,6 @@ class Ledger:
                 if self._db.in_transaction:
                     self._db.rollback()
                 raise
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                     check_same_thread=False)
-    except (OSError, sqlite3.Error) as exc:
-        raise ledger_error(path, exc) from exc
-    connection.row_factory = sqlite3.Row
-    try:
-        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        connection.execute("PRAGMA journal_mode = WAL")
-        # In WAL mode NORMAL never corrupts the file; a power cut may lose the last commits,
-        # a crash of the process loses nothing. Saves about a millisecond per call.
-        connection.execute("PRAGMA synchronous = NORMAL")
-    except sqlite3.Error as exc:
-        connection.close()
-        raise ledger_error(path, exc) from exc
-    return connection
-
-
-def ledger_error(path: Path, exc: BaseException) -> LedgerError:
-    """A LedgerError that names the cause a person can act on."""
-    text = str(exc).lower()
-    where = "[ledger] path or CLAUDE_MCP_BRIDGE_DATA_DIR"
-    if "full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
-        return LedgerError(path, f"the disk is full ({exc}); free space on it, or point "
-                                 f"{where} at another disk")
-    if ("readonly" in text or "read-only" in text or "unable to open" in text
-            or isinstance(exc, PermissionError)
-            or getattr(exc, "errno", None) in (errno.EROFS, errno.EACCES)):
-        return LedgerError(path, f"cannot write there ({exc}); make {path.parent} writable, "
-                                 f"or point {where} at a writable folder")
-    if "not a database" in text or "malformed" in text:
-        return LedgerError(path, f"not a usable SQLite ledger ({exc}); move the file aside "
-                                 "(a new ledger is started) or restore it from a backup")
-    return LedgerError(path, f"cannot use the ledger ({exc}); check the path and its "
-                             "permissions")
 
 
 def _spent_micros(db: sqlite3.Connection, tool: str | None, period: Period, at: datetime) -> int:

@@ -237,14 +237,6 @@ def build_app(bridge: Bridge, server: Server[Any], options: HttpOptions) -> ASGI
                 await server.run(read, write, server.create_initialization_options())
         return Response()
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": version("claude-mcp-bridge"),
-                             "uptime_s": round(time.monotonic() - bridge.started, 3)})
-
-    async def ready(request: Request) -> Response:
-        body = await anyio.to_thread.run_sync(readiness, bridge)
-        return JSONResponse(body, status_code=200 if body["ready"] else 503)
-
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with manager.run(), anyio.create_task_group() as tg:
@@ -260,14 +252,28 @@ def build_app(bridge: Bridge, server: Server[Any], options: HttpOptions) -> ASGI
             Mount("/messages/", app=JsonDepthLimit(sse.handle_post_message,
                                                    options.max_json_depth,
                                                    options.max_body_bytes)),
-            Route("/health", endpoint=health, methods=["GET"]),
-            Route("/ready", endpoint=ready, methods=["GET"]),
+            *_probes(bridge),
         ],
         lifespan=lifespan,
     )
     if options.token:
         app = BearerToken(app, options.token)
     return HostAndOrigin(app, security.allowed_hosts or (), security.allowed_origins or ())
+
+
+def _probes(bridge: Bridge) -> list[Route]:
+    """``/health`` (the process answers) and ``/ready`` (it can take calls, and why not)."""
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": version("claude-mcp-bridge"),
+                             "uptime_s": round(time.monotonic() - bridge.started, 3)})
+
+    async def ready(request: Request) -> Response:
+        body = await anyio.to_thread.run_sync(readiness, bridge)
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    return [Route("/health", endpoint=health, methods=["GET"]),
+            Route("/ready", endpoint=ready, methods=["GET"])]
 
 
 def readiness(bridge: Bridge) -> dict[str, Any]:
