@@ -70,6 +70,20 @@ def assert_all_end(pids: Iterable[int], within: float = BOUND_S, why: str = "") 
         time.sleep(0.05)
 
 
+async def assert_all_end_async(pids: Iterable[int], within: float = BOUND_S,
+                               why: str = "") -> None:
+    """``assert_all_end`` for a test whose event loop must keep running meanwhile (an SDK
+    client in the same loop sends its cancel notification from it)."""
+    pids = list(pids)
+    assert pids, "no process to watch: the calls never started?"
+    with anyio.move_on_after(within):
+        while alive(pids):
+            await anyio.sleep(0.05)
+    if alive(pids):
+        raise AssertionError(f"still alive {within}s later{' ' + why if why else ''}: "
+                             + ", ".join(describe(p) for p in alive(pids)))
+
+
 def describe(pid: int) -> str:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
