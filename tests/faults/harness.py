@@ -16,8 +16,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
-from contextlib import closing, suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -257,7 +257,7 @@ def run_cli(workspace: Any, fake: Any, data_dir: Path, *args: str, config: str |
     return subprocess.run(
         [sys.executable, "-m", "claude_mcp_bridge", *args, *write_config(workspace, config)],
         env=bridge_env(workspace, fake, data_dir), cwd=workspace.project,
-        capture_output=True, text=True, timeout=timeout)
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
 # -- the calls' processes ------------------------------------------------------------------
@@ -408,3 +408,37 @@ def start_client(url: str, prompts: list[str], job: str = "") -> ClientProcess:
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
     return ClientProcess(proc)
+
+
+# -- mounts ----------------------------------------------------------------------------------
+
+@contextmanager
+def mounted(target: Path, *args: str) -> Iterator[Path]:
+    """``mount ARGS... TARGET`` for the duration; skips the test (with the reason) when not
+    root or mount is unavailable."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs or a read-only bind mount")
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True,
+                              timeout=30)
+    except OSError as exc:
+        pytest.skip(f"mount is unavailable: {exc}")
+    if done.returncode != 0:
+        pytest.skip(f"mount {' '.join(args)} failed: {done.stderr.strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=30)
+
+
+def fill(folder: Path) -> None:
+    """Write into ``folder`` until its file system is full."""
+    with (folder / "filler").open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
