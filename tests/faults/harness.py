@@ -51,7 +51,7 @@ async def wait_for_async(what: str, check: Callable[[], Any], within: float = 30
             value = check()
             if value:
                 return value
-            await anyio.sleep(0.02)
+            await anyio.sleep(0.02)  # another process's state: polled
 
 
 def alive(pids: Iterable[int]) -> list[int]:
@@ -77,7 +77,7 @@ async def assert_all_end_async(pids: Iterable[int], within: float = BOUND_S,
     pids = list(pids)
     assert pids, "no process to watch: the calls never started?"
     with anyio.move_on_after(within):
-        while alive(pids):
+        while alive(pids):  # noqa: ASYNC110 - other processes: nothing signals their end
             await anyio.sleep(0.05)
     if alive(pids):
         raise AssertionError(f"still alive {within}s later{' ' + why if why else ''}: "

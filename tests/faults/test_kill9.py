@@ -12,7 +12,6 @@ from tests.faults.harness import (
     assert_all_end,
     assert_ledger_sound,
     assert_no_traceback,
-    call_pids,
     call_request,
     config_text,
     ledger_rows,
@@ -109,13 +108,13 @@ def test_the_next_usage_run_charges_each_interrupted_call_its_cost_or_its_cap(
     bridge.wait(timeout=10)
     recovered = run_cli(workspace, fake_claude, data_dir, "usage", "--json", config=CONFIG)
     assert recovered.returncode == 0, recovered.stderr
-    # whatever survived the bridge, the recovering bridge ends (groups of dead owners)
-    assert_all_end(pids, why="after `usage` recovered the dead bridge's calls")
     rows = ledger_rows(data_dir)
+    assert {row["outcome"] for row in rows} == {"interrupted"}
     assert_ledger_sound(rows, calls=4, reported=[REPORTED], budget_usd=DAILY,
                         caps=expected_charges(data_dir))
-    assert {row["outcome"] for row in rows} == {"interrupted"}
     assert_no_traceback(recovered.stderr)
+    # whatever survived the bridge, the recovering bridge ends (groups of dead owners)
+    assert_all_end(pids, why="after `usage` recovered the dead bridge's calls")
 
 
 async def test_a_restarted_serve_recovers_the_killed_bridges_calls_and_is_ready(
