@@ -345,7 +345,13 @@ def readme_drain_outcome() -> str:
     assert match, "the README has no **Shutdown.** paragraph"
     settled = re.search(r"settled\s+`(\w+)`", match.group(1))
     assert settled, f"the Shutdown paragraph names no settled outcome: {match.group(1)!r}"
-    return settled.group(1)
+    outcome = settled.group(1)
+    # where the README has an outcome table, its shutdown row must say the same
+    table = dict(re.findall(r"^\| `(\w+)` \| (.*?) \|$", text, re.M))
+    by_table = [name for name, meaning in table.items() if "shutdown" in meaning.lower()]
+    assert not by_table or by_table == [outcome], \
+        f"the README's Shutdown paragraph says `{outcome}`, its outcome table {by_table}"
+    return outcome
 
 
 # -- an MCP client in its own process (so a test can kill it, or outlive its server) --------

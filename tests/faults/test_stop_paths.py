@@ -225,5 +225,5 @@ async def test_a_stalled_call_is_ended_and_charged_its_cap(
     assert_all_end(call_pids(fake_claude), why="after the call stalled")
     stop_cleanly(bridge)
     [row] = ledger_rows(data_dir)
-    assert row["outcome"] != "ok"
+    assert row["outcome"] == "error"  # the README: "ended with a 'stalled' error"
     assert_ledger_sound([row], calls=1, budget_usd=DAILY, caps={row["id"]: CAP})
