@@ -23,11 +23,13 @@ from tests.faults.harness import (
     assert_ledger_sound,
     assert_no_traceback,
     call_pids,
+    call_request,
     config_text,
     ledger_rows,
     readme_drain_outcome,
     start_client,
     start_http,
+    start_stdio,
     wait_for_async,
     wait_spawned,
 )
@@ -227,3 +229,23 @@ async def test_a_stalled_call_is_ended_and_charged_its_cap(
     [row] = ledger_rows(data_dir)
     assert row["outcome"] == "error"  # the README: "ended with a 'stalled' error"
     assert_ledger_sound([row], calls=1, budget_usd=DAILY, caps={row["id"]: CAP})
+
+
+def test_a_stdio_client_that_goes_away_ends_the_calls_and_they_are_charged_their_cap(
+        workspace, fake_claude, data_dir, bridges):
+    # stdin closing is the stdio client going away: the bridge stops its calls at once and
+    # exits; there is nobody left to answer.
+    workspace.agent("reviewer")
+    fake_claude.script(busy(stubborn=True, setsid=True))
+    bridge = start_stdio(workspace, fake_claude, data_dir, config=config())
+    bridges.append(bridge)
+    bridge.send(call_request(1, "agent_reviewer", {"prompt": "go"}))
+    pids = wait_spawned(fake_claude, calls=1, per_call=2)
+    assert bridge.proc.stdin is not None
+    bridge.proc.stdin.close()
+    assert bridge.wait(timeout=20) == 0
+    assert_all_end(pids, why="after the stdio client went away")
+    [row] = ledger_rows(data_dir)
+    assert row["outcome"] == readme_drain_outcome()
+    assert_ledger_sound([row], calls=1, budget_usd=DAILY, caps={row["id"]: CAP})
+    assert_no_traceback(bridge.stderr())
