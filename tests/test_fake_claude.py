@@ -674,6 +674,23 @@ def test_sigterm_exits_143_without_result_and_leaves_the_grandchild(
     assert os.getpgid(grandchild) == records(tmp_path)[0]["pgid"]
 
 
+def test_a_setsid_sleeper_leaves_the_group_and_outlives_sigterm(
+        tmp_path: Path, leaked: list[int]) -> None:
+    script = [{"init": {}}, {"spawn": "setsid_sleeper"}, {"text": "partial"}, {"hang": True}]
+    with started(tmp_path, script) as (proc, out, _):
+        assert json.loads(out.line())["type"] == "system"
+        assert json.loads(out.line())["type"] == "assistant"  # the spawn happened before
+        children = tmp_path / "records" / f"{proc.pid}.children"
+        (grandchild,) = [int(x) for x in children.read_text().split()]
+        leaked.append(grandchild)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143
+        os.kill(grandchild, signal.SIGTERM)
+        assert pid_alive(grandchild)  # it ignores SIGTERM: only SIGKILL ends it
+    assert os.getsid(grandchild) == grandchild != records(tmp_path)[0]["sid"]
+    assert os.getpgid(grandchild) == grandchild
+
+
 def test_sigint_emits_an_interrupted_result_and_exits_0(tmp_path: Path) -> None:
     with started(tmp_path, [{"init": {}}, {"text": "partial"}, {"hang": True}]) as (proc, out, _):
         out.line()

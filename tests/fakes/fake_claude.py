@@ -52,6 +52,11 @@ Steps (one action key per step)
 ``{"spawn": "sleeper"}``             start ``sys.executable -c "import time; time.sleep(3600)"`` in
                                      the fake's process group, never waited for (a leaked MCP
                                      server); SIGTERM does not end it
+``{"spawn": "setsid_sleeper"}``      the same sleeper, but it calls ``setsid()`` (it leaves the
+                                     fake's process group and session, as a daemonising MCP
+                                     server does) and ignores SIGTERM (set before its exec, so
+                                     there is no window); only SIGKILL ends it. Its pid is
+                                     recorded in ``<pid>.children`` like the sleeper's
 ``{"write": {"path": "rel/file", "content": "..."}}``  write that file under the cwd (parent
                                      folders made), as the real CLI's Write tool does when the
                                      model calls it; script the tool_use/tool_result steps around
@@ -890,8 +895,9 @@ def load_script(prompt: str) -> list[dict[str, Any]] | None:
                 and ".." not in Path(value["path"]).parts):
             raise script_error(f"bad step {step!r}: write needs a relative path (no '..') "
                                "and a string content")
-        if action == "spawn" and value != "sleeper":
-            raise script_error(f"bad step {step!r}: only \"sleeper\" can be spawned")
+        if action == "spawn" and value not in ("sleeper", "setsid_sleeper"):
+            raise script_error(
+                f"bad step {step!r}: only \"sleeper\" or \"setsid_sleeper\" can be spawned")
         if action == "hang" and value not in (True, "ignore_term"):
             raise script_error(f"bad step {step!r}: hang is true or \"ignore_term\"")
     return script
@@ -1142,7 +1148,7 @@ class Run:
                 while True:
                     time.sleep(3600)
             elif action == "spawn":
-                spawn_sleeper()
+                spawn_sleeper(leave_group=value == "setsid_sleeper")
             elif action == "write":
                 target = Path(os.getcwd()) / value["path"]
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -1164,17 +1170,24 @@ def crash(name: str | int) -> NoReturn:
     finish(70)
 
 
-def spawn_sleeper() -> None:
+def spawn_sleeper(*, leave_group: bool = False) -> None:
     import subprocess  # only here: it is slow to import
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, close_fds=True)
+                             stderr=subprocess.DEVNULL, close_fds=True,
+                             preexec_fn=_leave_group_ignoring_sigterm if leave_group else None)
     STATE["children"].append(child)  # keep a reference: never waited for
     folder = os.environ.get("FAKE_CLAUDE_RECORD_DIR")
     if folder:
         with open(Path(folder) / f"{os.getpid()}.children", "a") as f:
             f.write(f"{child.pid}\n")
+
+
+def _leave_group_ignoring_sigterm() -> None:
+    # Runs in the forked child before exec: an ignored signal stays ignored across exec.
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def main() -> NoReturn:
