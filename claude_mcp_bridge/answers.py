@@ -43,7 +43,13 @@ class AnswerStore:
 
     def _write(self, call_id: str, suffix: str, text: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / f"{call_id}{suffix}").write_text(text, encoding="utf-8")
+        path = self.directory / f"{call_id}{suffix}"
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError:
+            # A part written to a full disk would only starve the ledger: remove it.
+            path.unlink(missing_ok=True)
+            raise
 
     def _read(self, call_id: str, suffix: str) -> str | None:
         if not call_id.isalnum():  # ids are hex; anything else could name another path

@@ -248,7 +248,9 @@ class Bridge:
             raise
         async def on_event(event: Event) -> None:
             if isinstance(event, ResultEvent) and event.total_cost_usd is not None:
-                spend.reported = event.total_cost_usd
+                spend.reported = cost = event.total_cost_usd
+                await retried(lambda: self.ledger.note_cost(admitted.call_id, cost),
+                              f"recording the cost of call {admitted.call_id[:8]}")
             await progress.on_event(event)
 
         async def on_spawn(child: Identity) -> None:

@@ -132,7 +132,10 @@ class Ledger:
     def _damage(self) -> str | None:
         """What ``PRAGMA quick_check`` finds wrong, as a message with what to do; None when
         the file is sound."""
-        verdict = self.integrity(quick=True)
+        try:
+            verdict = self.integrity(quick=True)
+        except sqlite3.DatabaseError as exc:  # a page too damaged even to check
+            verdict = str(exc)
         if verdict == "ok":
             return None
         logger.error("%s is damaged: %s", self._path, verdict)
@@ -200,12 +203,19 @@ class Ledger:
             db.execute("UPDATE calls SET child_pid = ?, child_created = ? WHERE id = ? "
                        "AND outcome = 'running'", (child.pid, child.created, call_id))
 
+    def note_cost(self, call_id: str, cost_usd: float) -> None:
+        """Record the cost the running call's child reported, for recovery if this bridge
+        dies before settling it."""
+        with self._transaction() as db:
+            db.execute("UPDATE calls SET reported_usd = ? WHERE id = ? AND outcome = 'running'",
+                       (cost_usd, call_id))
+
     def recover_interrupted(self, *, grace_s: float = 3.0) -> int:
         """Settle ``running`` rows of dead bridge processes (on this host) ``interrupted``;
         returns how many. A child such a call left alive is ended first (matched by pid and
-        creation time), and the call is charged its reservation: its cost is unknown and
-        its child may have spent up to it. Rows of live processes, of this process and of
-        other hosts stay."""
+        creation time), and the call is charged the cost its child reported, if it did,
+        else its reservation: its child may have spent up to it. Rows of live processes,
+        of this process and of other hosts stay."""
         finder = owner(os.getpid())
         with self._lock:
             rows = self._db.execute(
@@ -221,7 +231,7 @@ class Ledger:
             for row in dead:
                 db.execute(
                     "UPDATE calls SET outcome = 'interrupted', "
-                    "cost_usd = COALESCE(cost_usd, reserved_usd), reserved_usd = 0, "
+                    "cost_usd = COALESCE(cost_usd, reported_usd, reserved_usd), reserved_usd = 0, "
                     "ended_at = ?, error = ? WHERE id = ? AND outcome = 'running'",
                     (format_time(utc(None)), _interrupted_message(row["owner"], finder),
                      row["id"]))
@@ -342,8 +352,8 @@ def _warn_not_running(call_id: str, row: sqlite3.Row | None) -> None:
 
 def _interrupted_message(owner: str, finder: str) -> str:
     return (f"interrupted: the bridge process that ran this call ({owner}) ended before "
-            f"settling it; found by {finder}. Its cost is unknown, so it is charged its "
-            "reservation (its cap, or what was left of the budget)")
+            f"settling it; found by {finder}. It is charged the cost its child reported, or, "
+            "when none was reported, its reservation (its cap, or what was left of the budget)")
 
 
 def utc(moment: datetime | None) -> datetime:

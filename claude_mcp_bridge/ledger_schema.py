@@ -5,7 +5,8 @@ The schema version is ``PRAGMA user_version``. Version 1: ``calls``, one row per
 Version 2 adds ``test_results``: one row per run of an agent-test case, with the
 definition's content hash. Version 3 adds the call's child (``child_pid`` and
 ``child_created``, its creation time), so recovery after a crash can end a child that
-outlived its bridge without ever signalling a reused pid.
+outlived its bridge without ever signalling a reused pid, and the cost the child reported
+(``reported_usd``) before the call was settled, so recovery charges that, not the cap.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE calls ADD COLUMN child_pid INTEGER",
         "ALTER TABLE calls ADD COLUMN child_created REAL",
+        "ALTER TABLE calls ADD COLUMN reported_usd REAL",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
