@@ -5,6 +5,9 @@ Rules:
   are the definition's ``tools`` kept only where the config's allow-lists admit
   them; the disallowed tools are the union of all lists.
 - ``bypassPermissions`` runs only when the config says so explicitly.
+- A definition file's ``permissionMode`` must be in every ``allowed_modes`` list that
+  applies (default: the safe modes, see ``config.SAFE_MODES``); a mode the config sets
+  itself is the config's choice.
 - A ``cwd`` must resolve (symlinks and ``..`` first) inside an allowed root.
 - The per-call cap is the smallest of the caller's, the tool's and the global one.
 - A bridge at or beyond ``max_depth`` refuses every call: a chain of agents that
@@ -62,6 +65,14 @@ def plan_call(
         return Refusal("policy", f"{definition.path}: asks for permission mode "
                        "bypassPermissions; allow it with [permissions] "
                        "allow_bypass_permissions = true")
+    if policy.permission_mode is None and mode is not None:
+        refused_by = next((key for key, modes in policy.allowed_modes if mode not in modes), None)
+        if refused_by is not None:
+            allowed = dict(policy.allowed_modes)[refused_by]
+            return Refusal("policy", f"{definition.path}: asks for permission mode {mode}, "
+                           f"which {refused_by} does not allow (allowed: "
+                           f"{', '.join(allowed) or 'none'}); add it there, or set the "
+                           "mode in the config")
     cwd = _checked_cwd(arguments.cwd, policy.cwd_roots, project_dir)
     if isinstance(cwd, Refusal):
         return cwd

@@ -37,6 +37,8 @@ class ToolPolicy:
     cwd_roots: tuple[Path, ...]
     allow_model_override: bool
     allow_bypass: bool
+    allowed_modes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(config key, modes) lists that all must admit a definition file's permission mode."""
 
 
 def tool_policy(config: Config, definition: Definition, project_dir: Path) -> ToolPolicy:
@@ -58,7 +60,17 @@ def tool_policy(config: Config, definition: Definition, project_dir: Path) -> To
         cwd_roots=tuple(_resolved(str(r)) for r in roots),
         allow_model_override=override if override is not None else permissions.allow_model_override,
         allow_bypass=permissions.allow_bypass_permissions,
+        allowed_modes=_mode_lists(config, definition),
     )
+
+
+def _mode_lists(config: Config, definition: Definition) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    lists = [("[permissions] allowed_modes", config.permissions.modes_for_definitions())]
+    own = config.tool(definition.kind, definition.name).permissions.allowed_modes
+    if own is not None:
+        table = "agents" if definition.kind == "agent" else "skills"
+        lists.append((f"[{table}.{definition.name}.permissions] allowed_modes", tuple(own)))
+    return tuple(lists)
 
 
 @functools.lru_cache(maxsize=256)

@@ -132,6 +132,48 @@ def test_the_configured_mode_replaces_the_definitions() -> None:
     assert admitted(agent()).permission_mode is None
 
 
+def test_a_definition_cannot_choose_auto_by_default() -> None:
+    reason = refused(agent(permissionMode="auto"))
+    assert reason == ("/defs/agents/reviewer.md: asks for permission mode auto, which "
+                      "[permissions] allowed_modes does not allow (allowed: default, manual, "
+                      "plan, dontAsk, acceptEdits); add it there, or set the mode in the config")
+
+
+def test_bypass_needs_both_consent_and_a_listed_mode_when_modes_are_listed() -> None:
+    config = {"permissions": {"allow_bypass_permissions": True, "allowed_modes": ["plan"]}}
+    assert "[permissions] allowed_modes does not allow" in refused(
+        agent(permissionMode="bypassPermissions"), config)
+
+
+@pytest.mark.parametrize("mode", ["default", "plan", "dontAsk", "acceptEdits"])
+def test_a_definition_may_choose_a_safe_mode_by_default(mode: str) -> None:
+    assert admitted(agent(permissionMode=mode)).permission_mode == mode
+
+
+def test_allowed_modes_say_which_modes_a_definition_may_ask_for() -> None:
+    config = {"permissions": {"allowed_modes": ["plan", "auto"]}}
+    assert admitted(agent(permissionMode="auto"), config).permission_mode == "auto"
+    reason = refused(agent(permissionMode="acceptEdits"), config)
+    assert "asks for permission mode acceptEdits, which [permissions] allowed_modes does not " \
+           "allow (allowed: plan, auto)" in reason
+
+
+def test_a_tools_allowed_modes_narrow_the_global_ones_and_are_named_in_the_refusal() -> None:
+    config = {"permissions": {"allowed_modes": ["plan", "auto"]},
+              "agents": {"reviewer": {"permissions": {"allowed_modes": ["plan"]}}}}
+    reason = refused(agent(permissionMode="auto"), config)
+    assert "which [agents.reviewer.permissions] allowed_modes does not allow (allowed: plan)" \
+        in reason
+    widening = {"agents": {"reviewer": {"permissions": {"allowed_modes": ["auto"]}}}}
+    assert "[permissions] allowed_modes does not allow" in refused(
+        agent(permissionMode="auto"), widening)  # a tool's list cannot widen the global one
+
+
+def test_a_mode_the_config_sets_is_the_configs_choice() -> None:
+    assert admitted(agent(permissionMode="plan"), {"permissions": {"mode": "auto"}}
+                    ).permission_mode == "auto"
+
+
 # --- cwd ----------------------------------------------------------------------------------------
 
 @pytest.fixture
