@@ -63,7 +63,7 @@ def build_command(
     argv += _tool_flags(plan.tools, plan.disallowed_tools)
     argv += _plan_flags(plan)
     argv += call_flags(settings.mcp_configs, settings.strict_mcp_config, plan.cwd,
-                       settings.project_dir)
+                       settings.project_dir, allowed=plan.allowed_servers)
     if json_schema is not None:
         argv.append(f"--json-schema={json.dumps(json_schema, separators=(',', ':'))}")
     return Command(
@@ -91,8 +91,8 @@ def _agent_flags(agent: AgentDefinition, plan: RunPlan) -> list[str]:
         inline["skills"] = list(agent.skills)
     if agent.effort:
         inline["effort"] = agent.effort
-    if agent.mcp_servers:
-        inline["mcpServers"] = agent.mcp_servers
+    if plan.mcp_servers:
+        inline["mcpServers"] = list(plan.mcp_servers)
     if plan.permission_mode:
         inline["permissionMode"] = plan.permission_mode
     return [f"--agents={json.dumps({agent.name: inline})}", f"--agent={agent.name}"]

@@ -97,6 +97,15 @@ class McpSection(_Section):
     """MCP config files forwarded to every call, after those given with --mcp-config."""
     strict: bool = False
     """Children see only the forwarded MCP servers (--strict-mcp-config)."""
+    allowed_servers: list[str] | None = None
+    """When set, the only MCP servers a child may use, whatever their source: the forwarded
+    configs (explicit files, the project's .mcp.json chain) are cut down to these and the
+    child runs with --strict-mcp-config, so nothing else loads; an agent file naming
+    another server is refused. Unset: any forwarded server."""
+    definition_servers: list[str] = []
+    """Servers an agent file may start itself (an inline config in its ``mcpServers``), by
+    name. Default: none, so an agent file cannot start a program of its choosing; it may
+    still name servers configured elsewhere (``mcpServers: [github]``)."""
 
 
 class LedgerConfig(_Section):
@@ -182,6 +191,13 @@ class ToolPermissions(_Section):
     allow_model_override: bool | None = None
 
 
+class ToolMcp(_Section):
+    allowed_servers: list[str] | None = None
+    """Narrows [mcp] allowed_servers for this definition."""
+    definition_servers: list[str] | None = None
+    """Narrows [mcp] definition_servers for this definition."""
+
+
 class ToolConfig(_Section):
     """``[agents.<name>]`` or ``[skills.<name>]``: overrides for one definition."""
 
@@ -192,6 +208,8 @@ class ToolConfig(_Section):
     """This tool's own caps, on top of the global ones."""
     limits: ToolLimits = ToolLimits()
     permissions: ToolPermissions = ToolPermissions()
+    mcp: ToolMcp = ToolMcp()
+    """This tool's own MCP server lists; they narrow the global ones, never widen them."""
 
 
 class Config(_Section):

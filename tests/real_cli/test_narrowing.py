@@ -78,3 +78,19 @@ async def test_an_unrestricted_skill_keeps_the_clis_default_set(workspace, real_
     assert not result.is_error, result.content[0].text
     offered = set(real_cli.server.last.tool_names)
     assert {"Agent", "Bash", "Edit", "Write", "WebFetch", "Read"} <= offered
+
+
+async def test_an_allowed_definition_server_reaches_the_model_and_others_are_cut(
+        workspace, real_cli):
+    # A mapping, as people write it: the real CLI 2.1.197 drops an agent whose mcpServers is
+    # a mapping ("--agent 'x' not found"), so the bridge passes the list form.
+    entry = json.dumps(DEMO["mcpServers"]["demo"])
+    workspace.agent("helper", f"tools: Read, mcp__own__echo, mcp__demo__echo\n"
+                              f"mcpServers:\n  own: {entry}\n")
+    settings = bridge_settings(
+        workspace, real_cli, {"mcp": {"definition_servers": ["own"],
+                                      "allowed_servers": ["own"]}},
+        mcp_configs=(json.dumps(DEMO),))
+    result = await call(settings, real_cli, "agent_helper", prompt="Say done")
+    assert not result.is_error, result.content[0].text
+    assert sorted(real_cli.server.last.tool_names) == ["Read", "mcp__own__echo"]
