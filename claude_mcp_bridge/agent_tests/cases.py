@@ -45,7 +45,6 @@ from pydantic import (
 )
 
 from agents_registry import Diagnostic, Kind, Roots
-from agents_registry.definitions import validation_reason
 
 from ..arguments import CallArguments
 from ..settings import Settings
@@ -110,7 +109,10 @@ class Case(BaseModel):
         try:
             self.arguments(cwd=None)
         except ValidationError as exc:
-            raise ValueError(validation_reason(exc)) from None
+            # the field, not the union branch (``max_turns.constrained-int``) nor the None one
+            raise ValueError("; ".join(
+                f"'{e['loc'][0]}': {e['msg']}" if e["loc"] else e["msg"]
+                for e in exc.errors(include_url=False) if e["loc"][-1:] != ("none",))) from None
         return self
 
     @property
