@@ -18,6 +18,7 @@ USED_FLAGS = (
     "--print", "--output-format", "--verbose", "--agents", "--agent", "--model",
     "--max-budget-usd", "--allowedTools", "--disallowedTools", "--mcp-config",
     "--strict-mcp-config", "--permission-mode", "--append-system-prompt", "--add-dir", "--resume",
+    "--tools", "--json-schema",
 )
 Status = Literal["ok", "warn", "fail"]
 
