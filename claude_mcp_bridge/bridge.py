@@ -167,7 +167,8 @@ class Bridge:
             tool=tool, kind=definition.kind, definition_path=str(definition.path),
             definition_sha256=definition.sha256, caller=caller, prompt=arguments.prompt,
             store_prompt=self.settings.config.ledger.store_prompts)
-        planned = self._plan(definition, policy, arguments, json_schema)
+        planned = (await self._session_refusal(tool, arguments.session_id)
+                   or self._plan(definition, policy, arguments, json_schema))
         try:
             if isinstance(planned, Refusal):
                 await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.message)
@@ -278,6 +279,22 @@ class Bridge:
                          call_id[:8], len(outcome.message), exc)
             return bounded(outcome, limit, None, exc.strerror or str(exc))
         return bounded(outcome, limit, uri)
+
+    async def _session_refusal(self, tool: str, session_id: str | None) -> Refusal | None:
+        """A session resumes only through the tool that created it (the ledger knows which):
+        another tool's session would run its conversation under this tool's policy."""
+        if session_id is None:
+            return None
+        owner = await anyio.to_thread.run_sync(self.ledger.session_tool, session_id)
+        if owner == tool:
+            return None
+        if owner is None:
+            return Refusal("policy", f"session_id {session_id} is not a session of {tool}: no "
+                           "call through this bridge reported it; pass the session_id of an "
+                           f"earlier {tool} result, or leave it out to start a new session")
+        return Refusal("policy", f"session_id {session_id} belongs to {owner}, not {tool}: a "
+                       "session continues only with the tool that started it; call "
+                       f"{owner} to follow it up, or leave session_id out")
 
     def _plan(
         self, definition: Definition, policy: ToolPolicy, arguments: CallArguments,

@@ -21,6 +21,10 @@ from .errors import ConfigError
 PermissionMode = Literal[
     "acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "manual", "plan"
 ]
+SAFE_MODES: tuple[PermissionMode, ...] = ("default", "manual", "plan", "dontAsk", "acceptEdits")
+"""The modes a definition file may ask for when ``allowed_modes`` is not set (plus
+bypassPermissions when ``allow_bypass_permissions``): ``auto`` lets a classifier approve
+tool uses, so a file must not choose it on its own."""
 CONFIG_VAR = "CLAUDE_MCP_BRIDGE_CONFIG"
 
 Usd = Annotated[float, Field(gt=0)]
@@ -75,6 +79,17 @@ class PermissionsConfig(_Section):
     """Whether a caller may pass `model`."""
     allow_bypass_permissions: bool = False
     """bypassPermissions is refused unless this is true."""
+    allowed_modes: list[PermissionMode] | None = None
+    """Permission modes a definition file may ask for (``permissionMode``); a call whose
+    file asks for another is refused. Default: SAFE_MODES, and bypassPermissions when
+    allow_bypass_permissions. The config's own ``mode`` must be one of these when set."""
+
+    def modes_for_definitions(self) -> tuple[PermissionMode, ...]:
+        if self.allowed_modes is not None:
+            return tuple(self.allowed_modes)
+        bypass: tuple[PermissionMode, ...] = (
+            ("bypassPermissions",) if self.allow_bypass_permissions else ())
+        return (*SAFE_MODES, *bypass)
 
 
 class McpSection(_Section):
@@ -82,6 +97,15 @@ class McpSection(_Section):
     """MCP config files forwarded to every call, after those given with --mcp-config."""
     strict: bool = False
     """Children see only the forwarded MCP servers (--strict-mcp-config)."""
+    allowed_servers: list[str] | None = None
+    """When set, the only MCP servers a child may use, whatever their source: the forwarded
+    configs (explicit files, the project's .mcp.json chain) are cut down to these and the
+    child runs with --strict-mcp-config, so nothing else loads; an agent file naming
+    another server is refused. Unset: any forwarded server."""
+    definition_servers: list[str] = []
+    """Servers an agent file may start itself (an inline config in its ``mcpServers``), by
+    name. Default: none, so an agent file cannot start a program of its choosing; it may
+    still name servers configured elsewhere (``mcpServers: [github]``)."""
 
 
 class LedgerConfig(_Section):
@@ -171,10 +195,19 @@ class ToolLimits(_Section):
 
 class ToolPermissions(_Section):
     mode: PermissionMode | None = None
+    allowed_modes: list[PermissionMode] | None = None
+    """Narrows [permissions] allowed_modes for this definition."""
     allowed_tools: list[str] | None = None
     disallowed_tools: list[str] = []
     allowed_cwd_roots: list[Path] | None = None
     allow_model_override: bool | None = None
+
+
+class ToolMcp(_Section):
+    allowed_servers: list[str] | None = None
+    """Narrows [mcp] allowed_servers for this definition."""
+    definition_servers: list[str] | None = None
+    """Narrows [mcp] definition_servers for this definition."""
 
 
 class ToolConfig(_Section):
@@ -187,6 +220,8 @@ class ToolConfig(_Section):
     """This tool's own caps, on top of the global ones."""
     limits: ToolLimits = ToolLimits()
     permissions: ToolPermissions = ToolPermissions()
+    mcp: ToolMcp = ToolMcp()
+    """This tool's own MCP server lists; they narrow the global ones, never widen them."""
 
 
 class Config(_Section):
@@ -202,6 +237,29 @@ class Config(_Section):
     warm: WarmConfig = WarmConfig()
     agents: dict[str, ToolConfig] = {}
     skills: dict[str, ToolConfig] = {}
+
+    @model_validator(mode="after")
+    def _configured_modes_are_allowed(self) -> Config:
+        for key, mode, lists in self._modes_and_lists():
+            refused = next((k for k, allowed in lists if mode not in allowed), None)
+            if mode is not None and refused is not None:
+                raise PydanticCustomError(
+                    "mode_not_allowed",
+                    "permission mode {mode} is not in {refused}",
+                    {"key": key, "mode": mode, "refused": refused})
+        return self
+
+    def _modes_and_lists(self) -> Iterator[tuple[str, PermissionMode | None,
+                                                 list[tuple[str, list[PermissionMode]]]]]:
+        root = ([("permissions.allowed_modes", self.permissions.allowed_modes)]
+                if self.permissions.allowed_modes is not None else [])
+        yield "permissions.mode", self.permissions.mode, root
+        for table, tools in (("agents", self.agents), ("skills", self.skills)):
+            for name, tool in tools.items():
+                own = tool.permissions.allowed_modes
+                lists = root + ([(f"{table}.{name}.permissions.allowed_modes", own)]
+                                if own is not None else [])
+                yield f"{table}.{name}.permissions.mode", tool.permissions.mode, lists
 
     @model_validator(mode="after")
     def _bypass_needs_consent(self) -> Config:

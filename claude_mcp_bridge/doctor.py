@@ -19,6 +19,7 @@ USED_FLAGS = (
     "--print", "--output-format", "--verbose", "--agents", "--agent", "--model",
     "--max-budget-usd", "--allowedTools", "--disallowedTools", "--mcp-config",
     "--strict-mcp-config", "--permission-mode", "--append-system-prompt", "--add-dir", "--resume",
+    "--tools", "--json-schema",
 )
 Status = Literal["ok", "warn", "fail"]
 TESTED_CLI_VERSIONS = ("2.1.197", "2.1.332")

@@ -261,6 +261,14 @@ class Ledger:
             row = self._db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
         return None if row is None else dict(row)
 
+    def session_tool(self, session_id: str) -> str | None:
+        """The tool whose call first reported ``session_id``, or None when none did."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tool FROM calls WHERE session_id = ? ORDER BY started_at LIMIT 1",
+                (session_id,)).fetchone()
+        return None if row is None else str(row["tool"])
+
     def rows(self, query: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """Rows of a read-only query, for the reports beside the ledger."""
         with self._lock:

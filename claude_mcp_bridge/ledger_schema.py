@@ -81,6 +81,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE calls ADD COLUMN child_pid INTEGER",
         "ALTER TABLE calls ADD COLUMN child_created REAL",
         "ALTER TABLE calls ADD COLUMN reported_usd REAL",
+        # a resumed session is checked against the tool that started it
+        "CREATE INDEX calls_session_id ON calls (session_id)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
