@@ -5,7 +5,9 @@ The schema version is ``PRAGMA user_version``. Version 1: ``calls``, one row per
 Version 2 adds ``test_results``: one row per run of an agent-test case, with the
 definition's content hash. Version 3 adds the call's child (``child_pid`` and
 ``child_created``, its creation time), so recovery after a crash can end a child that
-outlived its bridge without ever signalling a reused pid.
+outlived its bridge without ever signalling a reused pid. Version 4 adds ``client``: the
+``[clients.<name>]`` entry that made the call (NULL for the owner's calls), the key its
+budgets are summed by and jobs and kept answers are fenced by.
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE calls ADD COLUMN child_pid INTEGER",
         "ALTER TABLE calls ADD COLUMN child_created REAL",
+    ),
+    (
+        "ALTER TABLE calls ADD COLUMN client TEXT",
+        "CREATE INDEX calls_client_started_at ON calls (client, started_at)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -37,6 +37,8 @@ class ToolPolicy:
     cwd_roots: tuple[Path, ...]
     allow_model_override: bool
     allow_bypass: bool
+    mode_ceiling: str | None = None
+    """The most permissive mode a call may run in (a client's); a stricter one is kept."""
 
 
 def tool_policy(config: Config, definition: Definition, project_dir: Path) -> ToolPolicy:
@@ -59,6 +61,20 @@ def tool_policy(config: Config, definition: Definition, project_dir: Path) -> To
         allow_model_override=override if override is not None else permissions.allow_model_override,
         allow_bypass=permissions.allow_bypass_permissions,
     )
+
+
+# From the strictest: a mode may be lowered to a ceiling, never raised. No mode at all is
+# the CLI's "default".
+_PERMISSIVENESS = {"plan": 0, "dontAsk": 1, "default": 1, "manual": 1, "acceptEdits": 2,
+                   "auto": 3, "bypassPermissions": 4}
+
+
+def stricter(mode: str | None, ceiling: str | None) -> str | None:
+    """``mode`` held to ``ceiling``: the ceiling when ``mode`` is more permissive."""
+    if ceiling is None:
+        return mode
+    rank = _PERMISSIVENESS.get(mode or "default", len(_PERMISSIVENESS))
+    return ceiling if _PERMISSIVENESS[ceiling] < rank else mode
 
 
 @functools.lru_cache(maxsize=256)
