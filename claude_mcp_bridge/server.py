@@ -285,12 +285,21 @@ def client_of(ctx: ServerRequestContext[Any]) -> str | None:
     return client if isinstance(client, str) else None
 
 
+POST_SCOPE_KEY = "claude_mcp_bridge.post"
+"""Where the HTTP transport puts a unique id of each POST to ``/mcp`` in the ASGI scope."""
+
+
 def request_key(ctx: ServerRequestContext[Any]) -> Hashable | None:
-    """How an HTTP transport names a request: (MCP session id, JSON-RPC id)."""
+    """How an HTTP transport names a request: (its POST's id, else the MCP session id;
+    the JSON-RPC id). Requests without a session (2026 era, stateless) reuse JSON-RPC ids
+    across clients, so the POST's own id keeps one client's disconnect from stopping
+    another's call."""
     headers = getattr(ctx.request, "headers", None)
     if headers is None or ctx.request_id is None:
         return None
-    return (headers.get("mcp-session-id"), str(ctx.request_id))
+    scope = getattr(ctx.request, "scope", {})
+    post = scope.get(POST_SCOPE_KEY) if isinstance(scope, dict) else None
+    return (post or headers.get("mcp-session-id"), str(ctx.request_id))
 
 
 def session_progress(session: Any) -> Progress:

@@ -31,6 +31,7 @@ import json
 import logging
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..clients import CLIENT_SCOPE_KEY, NO_CLIENTS, Clients
 from ..config import HttpConfig
-from ..server import Bridge
+from ..server import POST_SCOPE_KEY, Bridge
 from .guards import HostAndOrigin, JsonDepthLimit
 from .limits import ConnectionLimits, GuardedListener, guarded_protocol, raise_fd_limit
 from .sessions import SessionKeeper
@@ -180,6 +181,8 @@ class StopOnDisconnect:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self._app(scope, receive, send)
             return
+        post = uuid.uuid4().hex
+        scope = {**scope, POST_SCOPE_KEY: post}  # the server's request_key reads it
         body = bytearray()
         key: tuple[str | None, str] | None = None
         answered = False
@@ -190,7 +193,7 @@ class StopOnDisconnect:
             if message["type"] == "http.request" and len(body) <= self._max_body:
                 body.extend(message.get("body", b""))
                 if not message.get("more_body"):
-                    key = _call_key(Headers(scope=scope), bytes(body))
+                    key = _call_key(post, bytes(body))
             elif (message["type"] == "http.disconnect" and key is not None and not answered
                   and self._bridge.stop_call(key, "the client disconnected")):
                 logger.info("client disconnected during call %s: stopping it", key[1])
@@ -205,14 +208,14 @@ class StopOnDisconnect:
         await self._app(scope, watched_receive, watched_send)
 
 
-def _call_key(headers: Headers, body: bytes) -> tuple[str | None, str] | None:
+def _call_key(post: str, body: bytes) -> tuple[str | None, str] | None:
     try:
         message = json.loads(body)
     except ValueError:
         return None
     if not isinstance(message, dict) or message.get("method") != "tools/call":
         return None
-    return (headers.get("mcp-session-id"), str(message.get("id")))
+    return (post, str(message.get("id")))
 
 
 class _StreamCount:
@@ -243,9 +246,10 @@ def build_app(bridge: Bridge, server: Server[Any], options: HttpOptions) -> ASGI
     sse = SseServerTransport("/messages/", security_settings=security,
                              max_request_body_size=options.max_body_bytes)
     streams = _StreamCount(options.max_sessions)
-    sessions = SessionKeeper(
-        StopOnDisconnect(StreamableHTTPASGIApp(manager), bridge, options.max_body_bytes),
-        manager, max_sessions=options.max_sessions,
+    mcp_app: ASGIApp = StopOnDisconnect(StreamableHTTPASGIApp(manager), bridge,
+                                        options.max_body_bytes)
+    sessions = None if options.stateless else SessionKeeper(
+        mcp_app, manager, max_sessions=options.max_sessions,
         unused_timeout_s=options.unused_session_timeout_s)
 
     async def handle_sse(request: Request) -> Response:
@@ -260,13 +264,14 @@ def build_app(bridge: Bridge, server: Server[Any], options: HttpOptions) -> ASGI
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with manager.run(), anyio.create_task_group() as tg:
-            tg.start_soon(sessions.expire_unused)
+            if sessions is not None:  # stateless: no sessions to keep
+                tg.start_soon(sessions.expire_unused)
             yield
             tg.cancel_scope.cancel()
 
     app: ASGIApp = Starlette(
         routes=[
-            Route("/mcp", endpoint=JsonDepthLimit(sessions, options.max_json_depth,
+            Route("/mcp", endpoint=JsonDepthLimit(sessions or mcp_app, options.max_json_depth,
                                                   options.max_body_bytes)),
             Route("/sse", endpoint=handle_sse, methods=["GET"]),
             Mount("/messages/", app=JsonDepthLimit(sse.handle_post_message,
