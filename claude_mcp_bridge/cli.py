@@ -22,7 +22,7 @@ import platformdirs
 
 from agents_registry import Registry, Roots, user_config_dir
 
-from . import __version__, logs
+from . import __version__, logs, service
 from .agent_tests import cli as agent_tests
 from .bridge import load_catalog, open_bridge
 from .catalog import Catalog
@@ -294,8 +294,12 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
                          err=sys.stderr)
 
 
+def _service(args: argparse.Namespace, settings: Settings) -> int:
+    return service.run(args, settings, os.environ)
+
+
 _COMMANDS = {"serve": _serve, "list": _list, "call": _call, "usage": _usage, "doctor": _doctor,
-             "test": agent_tests.run, "token": _token}
+             "test": agent_tests.run, "token": _token, "service": _service}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -347,6 +351,7 @@ def _parser() -> argparse.ArgumentParser:
                     "and the ledger; one line per check, with what to do when one fails.")
     agent_tests.add_parser(sub, common)
     _token_parser(sub, common)
+    service.add_parser(sub, common)
     return parser
 
 
