@@ -349,10 +349,14 @@ def _parser() -> argparse.ArgumentParser:
         "doctor", parents=[common], help="check the installation and the config",
         description="Check claude (found, version, flags), the config, the definition files "
                     "and the ledger; one line per check, with what to do when one fails.")
+    _more_parsers(sub, common)
+    return parser
+
+
+def _more_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     agent_tests.add_parser(sub, common)
     _token_parser(sub, common)
     service.add_parser(sub, common)
-    return parser
 
 
 def _token_parser(sub: Any, common: argparse.ArgumentParser) -> None:
