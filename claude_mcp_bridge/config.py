@@ -151,6 +151,9 @@ class HttpConfig(_Section):
     """Deepest nesting of arrays and objects in a JSON-RPC body; deeper gets a parse error."""
     drain_timeout_s: Annotated[float, Field(ge=0)] = 30.0
     """On SIGTERM/SIGINT, how long calls in flight may finish before they are stopped."""
+    stateless: bool = False
+    """Streamable HTTP without sessions: every POST stands alone, so any replica behind a
+    load balancer can answer it (no GET stream: 2025 clients get no list_changed)."""
 
 
 class WarmConfig(_Section):
@@ -224,6 +227,36 @@ class ToolConfig(_Section):
     """This tool's own MCP server lists; they narrow the global ones, never widen them."""
 
 
+ClientName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class ClientPermissions(_Section):
+    mode: PermissionMode | None = None
+    """The most permissive mode this client's calls run in (a stricter one is kept)."""
+    allowed_tools: list[str] | None = None
+    """Narrows the tools its calls may use, on top of the global and per-tool lists."""
+    disallowed_tools: list[str] = []
+    """Denied for this client's calls, added to every other list."""
+    allow_model_override: bool = True
+    """Whether this client may pass `model` (only where the config allows it at all)."""
+
+
+class ClientConfig(_Section):
+    """``[clients.<name>]``: one HTTP client, known by its token, under its own ceiling."""
+
+    token_sha256: Sha256Hex | None = None
+    """Hex SHA-256 of the client's bearer token (``token add`` writes it); unset: revoked."""
+    tools: list[str] | None = None
+    """Tools it may call, by tool name (``agent_reviewer``) or definition name
+    (``reviewer``); unset: all published tools."""
+    budget: BudgetConfig = BudgetConfig()
+    """Its own per-call, daily and monthly caps, on top of the tool's and global ones."""
+    max_concurrency: Annotated[int, Field(ge=1)] | None = None
+    """Its calls running at once (within ``[limits] max_concurrency``)."""
+    permissions: ClientPermissions = ClientPermissions()
+
+
 class Config(_Section):
     budget: BudgetConfig = BudgetConfig()
     limits: LimitsConfig = LimitsConfig()
@@ -237,6 +270,7 @@ class Config(_Section):
     warm: WarmConfig = WarmConfig()
     agents: dict[str, ToolConfig] = {}
     skills: dict[str, ToolConfig] = {}
+    clients: dict[ClientName, ClientConfig] = {}
 
     @model_validator(mode="after")
     def _configured_modes_are_allowed(self) -> Config:
@@ -280,6 +314,8 @@ class Config(_Section):
         for table, tools in (("agents", self.agents), ("skills", self.skills)):
             for name, tool in tools.items():
                 yield f"{table}.{name}.permissions.mode", tool.permissions.mode
+        for name, client in self.clients.items():
+            yield f"clients.{name}.permissions.mode", client.permissions.mode
 
     def tool(self, kind: Literal["agent", "skill"], name: str) -> ToolConfig:
         table = self.agents if kind == "agent" else self.skills

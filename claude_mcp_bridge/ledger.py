@@ -63,7 +63,6 @@ _TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_creation_input_tokens"
                   "cache_read_input_tokens")
 
 
-
 @dataclass(frozen=True)
 class CallStart:
     """What the ledger records about a call before it runs."""
@@ -76,6 +75,8 @@ class CallStart:
     prompt: str
     store_prompt: bool = False
     """Keep the prompt text; otherwise only its length and sha256 are stored."""
+    client: str | None = None
+    """The ``[clients.<name>]`` entry making the call (None: the owner)."""
 
 
 @dataclass(frozen=True)
@@ -157,14 +158,15 @@ class Ledger:
 
     def reserve(
         self, start: CallStart, cap_usd: float | None, tool_budget: Budget, global_budget: Budget,
-        *, now: datetime | None = None,
+        *, client_budget: Budget | None = None, now: datetime | None = None,
     ) -> Reservation | BudgetRefusal:
         """Hold ``cap_usd`` against every applicable budget, or refuse naming the first that
-        would be overspent (tool daily, tool monthly, global daily, global monthly)."""
+        would be overspent (tool, then client, then global; daily before monthly)."""
         at = utc(now)
-        limits = applicable_limits(start.tool, tool_budget, global_budget)
+        limits = applicable_limits(start.tool, tool_budget, global_budget, start.client,
+                                   client_budget)
         with self._transaction() as db:
-            checks = [Check(limit, _spent_micros(db, limit.tool, limit.period, at))
+            checks = [Check(limit, _spent_micros(db, limit.tool, limit.period, at, limit.client))
                       for limit in limits]
             requested = requested_micros(cap_usd, checks)
             failed = first_failing(checks, requested, uncapped=cap_usd is None)
@@ -310,14 +312,16 @@ class Ledger:
                 raise
 
 
-def _spent_micros(db: sqlite3.Connection, tool: str | None, period: Period, at: datetime) -> int:
+def _spent_micros(db: sqlite3.Connection, tool: str | None, period: Period, at: datetime,
+                  client: str | None = None) -> int:
     start, end = period_bounds(period, at)
     query = ("SELECT TOTAL(COALESCE(cost_usd, 0) + COALESCE(reserved_usd, 0)) FROM calls "
              "WHERE started_at >= ? AND started_at < ?")
     params: tuple[str, ...] = (format_time(start), format_time(end))
-    if tool is not None:
-        query += " AND tool = ?"
-        params += (tool,)
+    for column, value in (("tool", tool), ("client", client)):
+        if value is not None:
+            query += f" AND {column} = ?"  # a column name of ours, never input
+            params += (value,)
     return micros(float(db.execute(query, params).fetchone()[0]))
 
 
@@ -328,11 +332,12 @@ def _insert(db: sqlite3.Connection, call_id: str, start: CallStart, at: datetime
     db.execute(
         "INSERT INTO calls (id, tool, kind, definition_path, definition_sha256, caller, "
         "started_at, ended_at, outcome, reserved_usd, error, prompt_chars, prompt_sha256, "
-        "prompt, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "prompt, owner, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (call_id, start.tool, start.kind, start.definition_path, start.definition_sha256,
          storable(start.caller), started, ended, outcome, reserved_usd, storable(error),
          len(start.prompt), _sha256(start.prompt),
-         storable(start.prompt) if start.store_prompt else None, owner(os.getpid())))
+         storable(start.prompt) if start.store_prompt else None, owner(os.getpid()),
+         start.client))
 
 
 def _update_settled(db: sqlite3.Connection, call_id: str, settlement: Settlement, at: datetime,

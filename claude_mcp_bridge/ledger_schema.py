@@ -7,6 +7,8 @@ definition's content hash. Version 3 adds the call's child (``child_pid`` and
 ``child_created``, its creation time), so recovery after a crash can end a child that
 outlived its bridge without ever signalling a reused pid, and the cost the child reported
 (``reported_usd``) before the call was settled, so recovery charges that, not the cap.
+Version 4 adds ``client``: the ``[clients.<name>]`` entry that made the call (NULL for the
+owner's calls), the key its budgets are summed by and jobs and kept answers are fenced by.
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE calls ADD COLUMN reported_usd REAL",
         # a resumed session is checked against the tool that started it
         "CREATE INDEX calls_session_id ON calls (session_id)",
+    ),
+    (
+        "ALTER TABLE calls ADD COLUMN client TEXT",
+        "CREATE INDEX calls_client_started_at ON calls (client, started_at)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -31,7 +31,7 @@ from agents_registry import AgentDefinition, Definition
 
 from .arguments import CallArguments
 from .outcomes import Refusal
-from .tool_policy import ToolPolicy, smallest, unique
+from .tool_policy import ToolPolicy, smallest, stricter, unique
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,8 @@ def plan_call(
     if arguments.model and not policy.allow_model_override:
         return Refusal("policy", "the config does not let callers choose the model "
                        "([permissions] allow_model_override = false)")
-    mode = policy.permission_mode or _definition_mode(definition)
+    mode = stricter(policy.permission_mode or _definition_mode(definition),
+                    policy.mode_ceiling)
     if mode == "bypassPermissions" and not policy.allow_bypass:
         return Refusal("policy", f"{definition.path}: asks for permission mode "
                        "bypassPermissions; allow it with [permissions] "

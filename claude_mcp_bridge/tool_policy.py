@@ -43,6 +43,8 @@ class ToolPolicy:
     """(config key, names) lists that all must admit every MCP server a child uses."""
     definition_servers: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """(config key, names) lists that all must admit a server an agent file starts itself."""
+    mode_ceiling: str | None = None
+    """The most permissive mode a call may run in (a client's); a stricter one is kept."""
 
 
 def tool_policy(config: Config, definition: Definition, project_dir: Path) -> ToolPolicy:
@@ -91,6 +93,20 @@ def _mode_lists(config: Config, definition: Definition) -> tuple[tuple[str, tupl
         table = "agents" if definition.kind == "agent" else "skills"
         lists.append((f"[{table}.{definition.name}.permissions] allowed_modes", tuple(own)))
     return tuple(lists)
+
+
+# From the strictest: a mode may be lowered to a ceiling, never raised. No mode at all is
+# the CLI's "default".
+_PERMISSIVENESS = {"plan": 0, "dontAsk": 1, "default": 1, "manual": 1, "acceptEdits": 2,
+                   "auto": 3, "bypassPermissions": 4}
+
+
+def stricter(mode: str | None, ceiling: str | None) -> str | None:
+    """``mode`` held to ``ceiling``: the ceiling when ``mode`` is more permissive."""
+    if ceiling is None:
+        return mode
+    rank = _PERMISSIVENESS.get(mode or "default", len(_PERMISSIVENESS))
+    return ceiling if _PERMISSIVENESS[ceiling] < rank else mode
 
 
 @functools.lru_cache(maxsize=256)
