@@ -32,9 +32,10 @@ from .clients import ClientPolicy, Clients
 from .command import Command, build_command
 from .errors import CommandError, QueueFull, UnknownToolError
 from .events import Event, ResultEvent
+from .inflight import InFlight
 from .ledger import CallStart, Ledger, Reservation
 from .ledger_schema import ledger_error
-from .outcomes import Outcome, Refusal, Reply
+from .outcomes import Refusal, Reply
 from .policy import RunPlan, plan_call
 from .processes import Identity
 from .progress import Progress
@@ -121,17 +122,8 @@ class Bridge:
         self.answers = AnswerStore(settings.ledger_path.parent / "results")
         self.settler = Settler(ledger)
         self.started = time.monotonic()
-        self.draining = False
-        self._in_flight: dict[anyio.CancelScope, Hashable | None] = {}
-        """Each running call's stop scope, with the key its transport knows it by."""
-        self._stopped: dict[anyio.CancelScope, tuple[Outcome, str]] = {}
-        """Why the bridge stopped a call (shutdown, client gone), for its answer and row."""
-        self._idle = anyio.Event()
-        self._idle.set()
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
+        self.calls = InFlight()
+        """The calls running now: how the transports stop one, and how shutdown drains."""
 
     # -- a call ---------------------------------------------------------------------------
 
@@ -153,7 +145,7 @@ class Bridge:
         entry = self.catalog.get(name)
         if entry is None:
             raise UnknownToolError(name)
-        if self.draining:
+        if self.calls.draining:
             return Refusal("drain", "the bridge is shutting down; retry the call when it is back")
         if self.ledger.problem:
             return Refusal("setup", self.ledger.problem)
@@ -220,7 +212,7 @@ class Bridge:
         logger.info("call %s %s started", call_id[:8], tool, extra={
             "event": "call.start", "call_id": call_id, "tool": tool})
         with anyio.CancelScope() as stop:
-            self._track(stop, key)
+            self.calls.track(stop, key)
             try:
                 client = admitted.client
                 share = (client.name, client.max_concurrency) if client else None
@@ -238,15 +230,14 @@ class Bridge:
                                            ran=False, reported_usd=None, cap=cap)
                 return Finished(tool, None, refusal=Refusal("queue", str(exc)))
             finally:
-                ended, why = self._stopped.pop(stop, ("cancelled", "cancelled by the client"))
+                ended, why = self.calls.why_stopped(stop)
                 try:
                     if not settled:  # cancelled (client, disconnect, shutdown) or a bug
                         await self.settler.stopped(call_id, tool, ended, why, began,
                                                    ran=spend.ran, reported_usd=spend.reported,
                                                    cap=cap)
                 finally:
-                    self._untrack(stop)
-                    self._stopped.pop(stop, None)  # a stop that came while settling
+                    self.calls.untrack(stop)
         # only a stop by the bridge (our own scope) gets here; a client's cancel propagates
         return Finished(tool, None, refusal=Refusal(
             "drain", f"{why} before the call finished; the agent was stopped"))
@@ -339,50 +330,6 @@ class Bridge:
         except CommandError as exc:
             return Refusal("policy", str(exc))
         return plan, command
-
-    # -- calls in flight, shutdown --------------------------------------------------------
-
-    def _track(self, scope: anyio.CancelScope, key: Hashable | None) -> None:
-        self._in_flight[scope] = key
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
-
-    def _untrack(self, scope: anyio.CancelScope) -> None:
-        self._in_flight.pop(scope, None)
-        if not self._in_flight:
-            self._idle.set()
-
-    async def drain(self, timeout_s: float) -> None:
-        """Refuse new calls, let running ones finish for up to ``timeout_s``, then stop the
-        rest (their children are ended and their ledger rows settled ``cancelled``)."""
-        self.draining = True
-        if self._in_flight:
-            logger.info("shutting down: waiting up to %gs for %d call(s) in flight",
-                        timeout_s, len(self._in_flight))
-        with anyio.move_on_after(timeout_s):
-            await self._idle.wait()
-        self.stop_all()
-        with anyio.CancelScope(shield=True):
-            await self._idle.wait()
-
-    def stop_all(self) -> None:
-        """Stop every call in flight now (shutdown)."""
-        if self._in_flight:
-            logger.warning("shutting down: stopping %d call(s) still running",
-                           len(self._in_flight))
-        for scope in list(self._in_flight):
-            self._stop(scope, "cancelled", "stopped by the bridge shutting down")
-
-    def stop_call(self, key: Hashable, why: str, *, outcome: Outcome = "cancelled") -> bool:
-        """Stop the call its transport knows as ``key``; False when none is running."""
-        for scope, known_as in list(self._in_flight.items()):
-            if known_as == key:
-                self._stop(scope, outcome, why)
-                return True
-        return False
-
-    def _stop(self, scope: anyio.CancelScope, outcome: Outcome, why: str) -> None:
-        self._stopped.setdefault(scope, (outcome, why))
-        scope.cancel()
 
     # -- the catalog ----------------------------------------------------------------------
 

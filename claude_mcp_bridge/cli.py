@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import platformdirs
 
-from agents_registry import Registry, Roots, user_config_dir
+from agents_registry import Roots, user_config_dir
 
 from . import __version__, logs, service
 from .agent_tests import cli as agent_tests
@@ -30,7 +30,7 @@ from .clients import Clients
 from .config import CONFIG_VAR, config_path, load_config
 from .errors import BridgeError, ConfigError
 from .forwarding import forwarded_mcp
-from .hygiene import description_warnings
+from .listing import listing, listing_text
 from .reload import watch, watch_file
 from .settings import DATA_DIR_VAR, Settings, find_claude, read_depth
 
@@ -191,64 +191,10 @@ def _log_start(settings: Settings, catalog: Catalog) -> None:
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     catalog = load_catalog(settings)
     if args.json:
-        print(json.dumps(_listing(catalog), indent=2))
+        print(json.dumps(listing(catalog), indent=2))
     else:
-        print(_listing_text(catalog, settings.project_dir))
+        print(listing_text(catalog, settings.project_dir))
     return 0
-
-
-def _listing(catalog: Catalog) -> dict[str, Any]:
-    return {
-        "tools": [
-            {
-                "name": entry.name,
-                "kind": entry.definition.kind,
-                "definition": entry.definition.name,
-                "scope": entry.definition.scope,
-                "path": str(entry.definition.path),
-                "description": entry.definition.description,
-            }
-            for entry in catalog.entries.values()
-        ],
-        "rejected": _diagnostics(catalog.registry, "error"),
-        "warnings": _diagnostics(catalog.registry, "warning") + [
-            {"path": str(w.definition.path), "reason": w.reason}
-            for w in description_warnings(catalog.registry.definitions())],
-    }
-
-
-def _diagnostics(registry: Registry, severity: str) -> list[dict[str, str]]:
-    return [
-        {"path": str(d.path), "reason": d.reason}
-        for d in registry.diagnostics
-        if d.severity == severity
-    ]
-
-
-def _listing_text(catalog: Catalog, project_dir: Path) -> str:
-    lines = [f"{len(catalog.tools)} tools"]
-    width = max((len(name) for name in catalog.entries), default=0)
-    for entry in catalog.entries.values():
-        definition = entry.definition
-        lines.append(f"  {entry.name:<{width}}  {definition.scope:<7}  "
-                     f"{_short(definition.path, project_dir)}")
-    for severity, title in (("error", "rejected files"), ("warning", "warnings")):
-        found = [(d.path, d.reason) for d in catalog.registry.diagnostics
-                 if d.severity == severity]
-        if severity == "warning":
-            found += [(w.definition.path, w.reason)
-                      for w in description_warnings(catalog.registry.definitions())]
-        if found:
-            lines.append(f"{len(found)} {title}")
-            lines += [f"  {_short(path, project_dir)}: {reason}" for path, reason in found]
-    return "\n".join(lines)
-
-
-def _short(path: Path, project_dir: Path) -> str:
-    try:
-        return str(path.relative_to(project_dir))
-    except ValueError:
-        return str(path)
 
 
 def _call(args: argparse.Namespace, settings: Settings) -> int:

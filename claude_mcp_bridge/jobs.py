@@ -75,7 +75,7 @@ class JobBoard:
             finally:
                 self._tasks = None
                 for job in self._live.values():
-                    self._bridge.stop_call(job.key, "stopped by the bridge shutting down",
+                    self._bridge.calls.stop_call(job.key, "stopped by the bridge shutting down",
                                            outcome="cancelled")
                 with anyio.CancelScope(shield=True), anyio.move_on_after(30):
                     for job in list(self._live.values()):
@@ -189,7 +189,7 @@ class JobBoard:
         live = self._live.get(job_id)
         if live is None or live.done.is_set():
             return await self.status(job_id)
-        self._bridge.stop_call(live.key, "cancelled with job_cancel")
+        self._bridge.calls.stop_call(live.key, "cancelled with job_cancel")
         with anyio.move_on_after(30):
             await live.done.wait()
         return await self.status(job_id)

@@ -71,20 +71,9 @@ def plan_call(
     if arguments.model and not policy.allow_model_override:
         return Refusal("policy", "the config does not let callers choose the model "
                        "([permissions] allow_model_override = false)")
-    mode = stricter(policy.permission_mode or _definition_mode(definition),
-                    policy.mode_ceiling)
-    if mode == "bypassPermissions" and not policy.allow_bypass:
-        return Refusal("policy", f"{definition.path}: asks for permission mode "
-                       "bypassPermissions; allow it with [permissions] "
-                       "allow_bypass_permissions = true")
-    if policy.permission_mode is None and mode is not None:
-        refused_by = next((key for key, modes in policy.allowed_modes if mode not in modes), None)
-        if refused_by is not None:
-            allowed = dict(policy.allowed_modes)[refused_by]
-            return Refusal("policy", f"{definition.path}: asks for permission mode {mode}, "
-                           f"which {refused_by} does not allow (allowed: "
-                           f"{', '.join(allowed) or 'none'}); add it there, or set the "
-                           "mode in the config")
+    mode = _checked_mode(definition, policy)
+    if isinstance(mode, Refusal):
+        return mode
     cwd = _checked_cwd(arguments.cwd, policy.cwd_roots, project_dir)
     if isinstance(cwd, Refusal):
         return cwd
@@ -113,6 +102,26 @@ def plan_call(
         mcp_servers=servers,
         allowed_servers=_admitted_by_all(policy.allowed_servers),
     )
+
+
+def _checked_mode(definition: Definition, policy: ToolPolicy) -> str | Refusal | None:
+    """The permission mode the call runs in (held to a client's ceiling), or why a
+    definition file may not ask for its mode."""
+    mode = stricter(policy.permission_mode or _definition_mode(definition),
+                    policy.mode_ceiling)
+    if mode == "bypassPermissions" and not policy.allow_bypass:
+        return Refusal("policy", f"{definition.path}: asks for permission mode "
+                       "bypassPermissions; allow it with [permissions] "
+                       "allow_bypass_permissions = true")
+    if policy.permission_mode is None and mode is not None:
+        refused_by = next((key for key, modes in policy.allowed_modes if mode not in modes), None)
+        if refused_by is not None:
+            allowed = dict(policy.allowed_modes)[refused_by]
+            return Refusal("policy", f"{definition.path}: asks for permission mode {mode}, "
+                           f"which {refused_by} does not allow (allowed: "
+                           f"{', '.join(allowed) or 'none'}); add it there, or set the "
+                           "mode in the config")
+    return mode
 
 
 def checked_servers(definition: Definition, policy: ToolPolicy) -> tuple[Any, ...] | Refusal:

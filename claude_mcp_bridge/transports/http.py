@@ -195,7 +195,7 @@ class StopOnDisconnect:
                 if not message.get("more_body"):
                     key = _call_key(post, bytes(body))
             elif (message["type"] == "http.disconnect" and key is not None and not answered
-                  and self._bridge.stop_call(key, "the client disconnected")):
+                  and self._bridge.calls.stop_call(key, "the client disconnected")):
                 logger.info("client disconnected during call %s: stopping it", key[1])
             return message
 
@@ -307,7 +307,7 @@ def readiness(bridge: Bridge) -> dict[str, Any]:
     problems = []
     if bridge.settings.claude.path is None:
         problems.append(bridge.settings.claude.missing_message())
-    if bridge.draining:
+    if bridge.calls.draining:
         problems.append("shutting down")
     if bridge.ledger.problem:
         problems.append(bridge.ledger.problem)
@@ -323,7 +323,7 @@ def readiness(bridge: Bridge) -> dict[str, Any]:
         "uptime_s": round(time.monotonic() - bridge.started, 3),
         "tools_published": len(bridge.catalog.tools),
         "files_rejected": sum(1 for d in registry.diagnostics if d.severity == "error"),
-        "calls_in_flight": bridge.in_flight,
+        "calls_in_flight": bridge.calls.count,
         "calls_queued": bridge.slots.waiting,
         "budget_left_today_usd": left["daily"],
         "budget_left_month_usd": left["monthly"],
@@ -359,7 +359,7 @@ async def serve_http(
     async with anyio.create_task_group() as tg:
 
         async def drain_then_stop() -> None:
-            await bridge.drain(options.drain_timeout_s)
+            await bridge.calls.drain(options.drain_timeout_s)
             web.should_exit = True
 
         async def stop_on_signal() -> None:
@@ -368,12 +368,12 @@ async def serve_http(
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as got:
                 async for signum in got:
                     name = signal.Signals(signum).name
-                    if not bridge.draining:
+                    if not bridge.calls.draining:
                         logger.info("received %s: draining", name)
                         tg.start_soon(drain_then_stop)
                     else:
                         logger.warning("received %s again: stopping calls in flight now", name)
-                        bridge.stop_all()
+                        bridge.calls.stop_all()
 
         async def announce() -> None:
             while not web.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
