@@ -35,6 +35,7 @@ from typing import Any, Literal
 from .catalog import Catalog, ToolEntry
 from .outcomes import Reply
 from .text import terms, user_phrases, words
+from .vocabulary import vocabulary
 
 Field = Literal["name", "phrases", "description", "body"]
 FIELDS: tuple[Field, ...] = ("name", "phrases", "description", "body")
@@ -54,6 +55,8 @@ class Weights:
         "name": 0.0, "phrases": 0.5, "description": 0.75, "body": 0.75})
     distinct_names: bool = True
     """Scale a name word's weight by its IDF relative to the rarest word's."""
+    related: float = 0.4
+    """What a word brought in by ``vocabulary.py`` counts for, against one the task has."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class Match:
     description: str
     matched: Mapping[str, tuple[Field, ...]] = field(default_factory=dict)
     """Each matched word of the task and the fields it was found in."""
+    related: Mapping[str, tuple[str, tuple[Field, ...]]] = field(default_factory=dict)
+    """Each matched word the task did not have: the task's word that brought it in, and
+    the fields it was found in."""
 
 
 _Posting = tuple[int, float, tuple[Field, ...]]
@@ -123,22 +129,42 @@ class Router:
     ) -> list[Match]:
         """The best ``limit`` definitions for ``task``; ``history`` maps a tool to
         (successful calls, calls) from the ledger."""
-        query = Counter(words(task))
+        said = words(task)
+        query = Counter(said)
         scores: dict[int, float] = defaultdict(float)
         matched: dict[int, dict[str, tuple[Field, ...]]] = defaultdict(dict)
         for term, wanted in query.items():
             for doc, contribution, fields in self.postings(term):
                 scores[doc] += contribution * (1 + math.log(wanted))
                 matched[doc][term] = fields
+        related: dict[int, dict[str, tuple[str, tuple[Field, ...]]]] = defaultdict(dict)
+        for term, source in _related(said).items():
+            for doc, contribution, fields in self.postings(term):
+                scores[doc] += contribution * self._weights.related
+                related[doc][term] = (source, fields)
         ranked = []
         for i, score in scores.items():
             ok, calls = (history or {}).get(self._entries[i].name, (0, 0))
             ranked.append((score * (0.9 + 0.2 * (ok + 1) / (calls + 2)), i))  # 0.9..1.1
         ranked.sort(key=lambda item: (-item[0], self._entries[item[1]].name))
         spelled = _spellings(task)
-        return [_match(score, self._entries[i], matched[i], spelled,
+        return [_match(score, self._entries[i], matched[i], related[i], spelled,
                        (history or {}).get(self._entries[i].name))
                 for score, i in ranked[:limit]]
+
+
+def _related(said: list[str]) -> dict[str, str]:
+    """The words ``vocabulary.py`` relates to the task's words (one word, or consecutive
+    words), each with the task's word that brought it in; none the task has itself."""
+    table = vocabulary().related
+    found: dict[str, str] = {}
+    for start in range(len(said)):
+        for length in (3, 2, 1):
+            key = tuple(said[start:start + length])
+            if len(key) == length and key in table:
+                for term in table[key]:
+                    found.setdefault(term, key[0])
+    return {term: source for term, source in found.items() if term not in said}
 
 
 def _fields(entry: ToolEntry, tags: list[str]) -> dict[Field, dict[str, int]]:
@@ -169,16 +195,27 @@ _FIELD_LABEL: dict[Field, str] = {"name": "name", "phrases": "when to use",
 
 
 def _match(score: float, entry: ToolEntry, matched: Mapping[str, tuple[Field, ...]],
-           spelled: Mapping[str, str], history: tuple[int, int] | None) -> Match:
+           related: Mapping[str, tuple[str, tuple[Field, ...]]], spelled: Mapping[str, str],
+           history: tuple[int, int] | None) -> Match:
     definition = entry.definition
     order = sorted(matched, key=lambda t: FIELDS.index(matched[t][0]))
-    why = "matches " + ", ".join(
-        f"{spelled.get(t, t)} ({', '.join(_FIELD_LABEL[f] for f in matched[t])})" for t in order)
+    said = [f"{spelled.get(t, t)} ({_labels(matched[t])})" for t in order]
+    brought = [f"{vocabulary().spelled.get(t, t)} for {spelled.get(source, source)} "
+               f"({_labels(fields)})"
+               for t, (source, fields) in sorted(related.items(),
+                                                 key=lambda item: FIELDS.index(item[1][1][0]))]
+    why = "; ".join(part for part in (
+        "matches " + ", ".join(said) if said else "",
+        "related words: " + ", ".join(brought) if brought else "") if part)
     if history and history[1]:
         ok, calls = history
         why += f"; {calls} past calls, {100 * ok // calls}% succeeded"
     return Match(entry.name, definition.name, definition.kind, round(score, 3), why,
-                 definition.description, dict(matched))
+                 definition.description, dict(matched), dict(related))
+
+
+def _labels(fields: tuple[Field, ...]) -> str:
+    return ", ".join(_FIELD_LABEL[f] for f in fields)
 
 
 def router_for(catalog: Catalog, weights: Weights | None = None) -> Router:

@@ -45,6 +45,17 @@ def test_the_best_match_comes_first_with_the_words_that_matched(workspace):
     assert router.rank("zebra quantum banana") == []
 
 
+def test_a_task_with_none_of_the_agents_words_is_found_through_related_words(workspace):
+    team(workspace)
+    registry = load_registry(Roots(workspace.user_claude, workspace.project))
+    router = router_for(build_catalog(registry, Config(), workspace.project))
+    [best, *_] = router.rank("a blind customer cannot get through our signup")
+    assert best.name == "frontend-a11y" and not best.matched
+    assert best.related[stem("accessibility")] == (stem("blind"), ("description",))
+    assert "related words: a11y for blind (name)" in best.why
+    assert "accessibility for blind (description)" in best.why
+
+
 def test_past_success_breaks_a_tie(workspace):
     workspace.agent("reviewer-a", description="Reviews Python code.")
     workspace.agent("reviewer-b", description="Reviews Python code.")
