@@ -56,7 +56,8 @@ class Weights:
     distinct_names: bool = True
     """Scale a name word's weight by its IDF relative to the rarest word's."""
     related: float = 0.4
-    """What a word brought in by ``vocabulary.py`` counts for, against one the task has."""
+    """What a word brought in by ``vocabulary.py`` counts for, against one the task has;
+    each of the task's words that brings it in adds this much, up to 1."""
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,10 @@ class Router:
                 scores[doc] += contribution * (1 + math.log(wanted))
                 matched[doc][term] = fields
         related: dict[int, dict[str, tuple[str, tuple[Field, ...]]]] = defaultdict(dict)
-        for term, source in _related(said).items():
+        for term, (source, times) in _related(said).items():
+            weight = min(1.0, times * self._weights.related)
             for doc, contribution, fields in self.postings(term):
-                scores[doc] += contribution * self._weights.related
+                scores[doc] += contribution * weight
                 related[doc][term] = (source, fields)
         ranked = []
         for i, score in scores.items():
@@ -153,18 +155,20 @@ class Router:
                 for score, i in ranked[:limit]]
 
 
-def _related(said: list[str]) -> dict[str, str]:
+def _related(said: list[str]) -> dict[str, tuple[str, int]]:
     """The words ``vocabulary.py`` relates to the task's words (one word, or consecutive
-    words), each with the task's word that brought it in; none the task has itself."""
+    words) and none the task has itself: each with the task's word that first brought it
+    in, and how many of the task's words did (two hints weigh more than one)."""
     table = vocabulary().related
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, int]] = {}
     for start in range(len(said)):
         for length in (3, 2, 1):
             key = tuple(said[start:start + length])
             if len(key) == length and key in table:
                 for term in table[key]:
-                    found.setdefault(term, key[0])
-    return {term: source for term, source in found.items() if term not in said}
+                    source, times = found.get(term, (key[0], 0))
+                    found[term] = (source, times + 1)
+    return {term: brought for term, brought in found.items() if term not in said}
 
 
 def _fields(entry: ToolEntry, tags: list[str]) -> dict[Field, dict[str, int]]:
