@@ -98,26 +98,33 @@ class Router:
         w = self._weights
         self._norm = [{f: w.weight[f] / (1 - w.b[f] + w.b[f] * n[f] / (average[f] or 1.0))
                        for f in FIELDS} for n in lengths]
+        self._has = [doc["name"].keys() | doc["phrases"].keys() | doc["description"].keys()
+                     | doc["body"].keys() for doc in self._docs]
+        """Each definition's terms, any field: a new term's postings visit only its holders."""
         self._postings: dict[str, list[_Posting]] = {}
 
     def idf(self, term: str) -> float:
         """How distinctive ``term`` is in this catalog (0 for a word no definition has)."""
-        n = sum(any(term in doc[f] for f in FIELDS) for doc in self._docs)
+        return self._idf(len(self._holders(term)))
+
+    def _idf(self, n: int) -> float:
         return math.log(1 + (self._count - n + 0.5) / (n + 0.5)) if n else 0.0
+
+    def _holders(self, term: str) -> list[int]:
+        return [i for i, has in enumerate(self._has) if term in has]
 
     def postings(self, term: str) -> list[_Posting]:
         found = self._postings.get(term)
         if found is not None:
             return found
-        found = []
-        idf = self.idf(term)
+        holders = self._holders(term)
+        idf = self._idf(len(holders))
         k1 = self._weights.k1
         name_scale = min(idf / self._rarest, 1.0) if self._weights.distinct_names else 1.0
-        for i, doc in enumerate(self._docs):
+        found = []
+        for i in holders:
+            doc, norm = self._docs[i], self._norm[i]
             fields = tuple(f for f in FIELDS if term in doc[f])
-            if not fields:
-                continue
-            norm = self._norm[i]
             tf = sum(doc[f][term] * norm[f] * (name_scale if f == "name" else 1.0)
                      for f in fields)
             found.append((i, idf * tf * (k1 + 1) / (tf + k1), fields))

@@ -33,6 +33,16 @@ def test_words_are_stemmed_and_stop_words_dropped():
     assert stem("price") == stem("pricing") and stem("merge") == stem("merged")
 
 
+def test_words_split_as_the_regex_did_without_it():
+    import re
+
+    from claude_mcp_bridge.text import _words
+
+    for text in ["Reviews SQL-migrations (v2.1) for K8s_pods!", "tab\tnew\nline", "", "  x  ",
+                 "café naïve 東京 z", "lone \ud800 surrogate"]:
+        assert _words(text) == re.findall(r"[a-z0-9]+", text.lower())
+
+
 def test_the_best_match_comes_first_with_the_words_that_matched(workspace):
     team(workspace)
     registry = load_registry(Roots(workspace.user_claude, workspace.project))
