@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from .catalog import Catalog, ToolEntry
 from .outcomes import Reply
-from .text import terms, user_phrases, words
+from .text import phrase_words, terms, user_phrases, words
 from .vocabulary import vocabulary
 
 Field = Literal["name", "phrases", "description", "body"]
@@ -146,7 +146,7 @@ class Router:
                 scores[doc] += contribution * (1 + math.log(wanted))
                 matched[doc][term] = fields
         related: dict[int, dict[str, tuple[str, tuple[Field, ...]]]] = defaultdict(dict)
-        for term, (source, times) in _related(said).items():
+        for term, (source, times) in _related(phrase_words(task), query).items():
             weight = min(1.0, times * self._weights.related)
             for doc, contribution, fields in self.postings(term):
                 scores[doc] += contribution * weight
@@ -162,18 +162,19 @@ class Router:
                 for score, i in ranked[:limit]]
 
 
-def _related(said: list[str]) -> dict[str, tuple[str, int]]:
-    """The words ``vocabulary.py`` relates to the task's words (one word, or consecutive
-    words) and none the task has itself: each with the task's word that first brought it
-    in, and how many of the task's words did (two hints weigh more than one)."""
+def _related(phrase: list[str], said: Mapping[str, int]) -> dict[str, tuple[str, int]]:
+    """The index terms ``vocabulary.py`` relates to the task's words or phrases (the task
+    as ``phrase_words`` gives it), leaving out those the task ``said``: each with the
+    words that first brought it in, and how many of the task's words or phrases did (two
+    hints weigh more than one)."""
     table = vocabulary().related
     found: dict[str, tuple[str, int]] = {}
-    for start in range(len(said)):
+    for start in range(len(phrase)):
         for length in (3, 2, 1):
-            key = tuple(said[start:start + length])
+            key = tuple(phrase[start:start + length])
             if len(key) == length and key in table:
                 for term in table[key]:
-                    source, times = found.get(term, (key[0], 0))
+                    source, times = found.get(term, (" ".join(key), 0))
                     found[term] = (source, times + 1)
     return {term: brought for term, brought in found.items() if term not in said}
 
@@ -211,8 +212,8 @@ def _match(score: float, entry: ToolEntry, matched: Mapping[str, tuple[Field, ..
     definition = entry.definition
     order = sorted(matched, key=lambda t: FIELDS.index(matched[t][0]))
     said = [f"{spelled.get(t, t)} ({_labels(matched[t])})" for t in order]
-    brought = [f"{vocabulary().spelled.get(t, t)} for {spelled.get(source, source)} "
-               f"({_labels(fields)})"
+    brought = [f"{vocabulary().spelled.get(t, t)} for "
+               f"{' '.join(spelled.get(w, w) for w in source.split())} ({_labels(fields)})"
                for t, (source, fields) in sorted(related.items(),
                                                  key=lambda item: FIELDS.index(item[1][1][0]))]
     why = "; ".join(part for part in (

@@ -88,6 +88,12 @@ def words(text: str) -> list[str]:
     return [t for t in map(_TERMS.__getitem__, _words(text)) if t]
 
 
+def phrase_words(text: str) -> list[str]:
+    """Every word of ``text`` in order: the index term, or the word itself where it is a
+    stop word, so that a phrase like "look over" or "drop off" can be matched whole."""
+    return [_TERMS[w] or w for w in _words(text)]
+
+
 def user_phrases(description: str) -> str:
     """What a description says about when to call it ("Use when ...", "Use PROACTIVELY for
     ...", "Triggers on ..."): the author's words for the user's situation."""

@@ -10,7 +10,8 @@ symptoms -> the discipline that treats them. It knows no particular catalog.
 The table is ``vocabulary.txt`` beside this file, a few hundred lines of ``word, word, ...:
 related, related, ...``: any word on the left (or phrase, matched as consecutive words)
 brings in every word on the right. Both sides are stemmed as the index is, so "pods"
-matches "pod" and "tests" adds what "test" adds.
+matches "pod" and "tests" adds what "test" adds; a phrase keeps its stop words, so "look
+over" matches "look over" and not every "look".
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .text import words
+from .text import phrase_words, words
 
 _TABLE = Path(__file__).with_name("vocabulary.txt")
 
@@ -27,7 +28,8 @@ _TABLE = Path(__file__).with_name("vocabulary.txt")
 @dataclass(frozen=True)
 class Vocabulary:
     related: dict[tuple[str, ...], frozenset[str]]
-    """Stemmed key (one word or a phrase) -> the stemmed words it brings in."""
+    """Key (one word or a phrase, as ``phrase_words`` gives it) -> the index terms it
+    brings in."""
     spelled: dict[str, str]
     """A stem brought in -> the table's word for it, to show ("kubernet" -> "kubernetes")."""
 
@@ -48,8 +50,7 @@ def vocabulary() -> Vocabulary:
                     spelled[term] = word
         brought = set(words(related))
         for key in keys.split(","):
-            stems = tuple(words(key))
-            if stems:
+            if stems := tuple(phrase_words(key)):
                 table.setdefault(stems, set()).update(brought)
     related_ = {key: frozenset(brought - set(key)) for key, brought in table.items()}
     return Vocabulary(related_, spelled)
