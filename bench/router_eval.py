@@ -147,9 +147,18 @@ def _scaled_dir(into: Path) -> Path:
 _NAME = re.compile(r"^name:.*$", re.MULTILINE)
 
 
-def speed(samples: int) -> tuple[list[float], list[Start], list[float], int]:
-    """(find_agent seconds per task, start-up seconds per fresh process, rebuild seconds per
-    rebuild in one process, definitions)."""
+@dataclass(frozen=True)
+class Speed:
+    queries: list[float]
+    """find_agent seconds per task (wall clock), each task once, postings made on first sight."""
+    queries_cpu: list[float]
+    starts: list[Start]
+    rebuilds: list[float]
+    """Seconds per rebuild in a process that has built the index before (a reload)."""
+    definitions: int
+
+
+def speed(samples: int) -> Speed:
     tasks = [t.text for name in collection_names() for t in collection_tasks(name)]
     with tempfile.TemporaryDirectory(prefix="router-bench-") as tmp:
         root = _scaled_dir(Path(tmp))
@@ -161,13 +170,14 @@ def speed(samples: int) -> tuple[list[float], list[Start], list[float], int]:
             began = time.perf_counter()
             router = router_for(catalog)
             rebuilds.append(time.perf_counter() - began)
-        queries = []
+        queries, queries_cpu = [], []
         for text in tasks:
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
             router.rank(text, 5)
             queries.append(time.perf_counter() - began)
+            queries_cpu.append(time.process_time() - cpu)
         shutil.rmtree(root, ignore_errors=True)
-    return queries, starts, rebuilds, len(catalog.entries)
+    return Speed(queries, queries_cpu, starts, rebuilds, len(catalog.entries))
 
 
 _START = """
@@ -220,14 +230,18 @@ async def bench_router(options: Options) -> Table:
     table.target("held-out top-1 >= 85%", held.top1 >= TARGET_TOP1, _pct(held.top1))
     table.target("held-out top-3 >= 95%", held.top3 >= TARGET_TOP3, _pct(held.top3))
     table.target("held-out hard top-3 >= 75%", hard.top3 >= TARGET_HARD_TOP3, _pct(hard.top3))
-    queries, starts, rebuilds, count = speed(options.count(5, 2))
-    table.target(f"find_agent p50 < 5 ms at {count} definitions", p50(queries) < TARGET_P50_S,
-                 f"p50 {ms(p50(queries))} ms, p95 {ms(p95(queries))} ms")
+    measured = speed(options.count(5, 2))
+    queries, starts = measured.queries, measured.starts
+    table.target(f"find_agent p50 < 5 ms at {measured.definitions} definitions",
+                 p50(queries) < TARGET_P50_S,
+                 f"p50 {ms(p50(queries))} ms ({ms(p50(measured.queries_cpu))} ms CPU), "
+                 f"p95 {ms(p95(queries))} ms")
     wall = p50([s.wall for s in starts])
     table.target("index start-up < 100 ms", wall < TARGET_START_S,
                  f"fresh process {ms(wall)} ms wall, {ms(p50([s.cpu for s in starts]))} ms CPU "
                  f"(import {ms(p50([s.import_cpu for s in starts]))} ms CPU + first build); "
-                 f"rebuild {ms(p50(rebuilds))} ms; load average {os.getloadavg()[0]:.1f}")
+                 f"rebuild {ms(p50(measured.rebuilds))} ms; "
+                 f"load average {os.getloadavg()[0]:.1f}")
     table.notes.append("groups: <collection|all>/<split>[/hard]; `team` is the set written "
                        "and tuned here (tests/fixtures/router_eval.yaml)")
     return table
