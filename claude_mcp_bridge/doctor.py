@@ -104,7 +104,7 @@ def _definitions_check(settings: Settings) -> Check:
 
 def _ledger_check(settings: Settings) -> Check:
     try:
-        ledger = Ledger.open(settings.ledger_path)
+        ledger = Ledger.open(settings.ledger_target, lease_s=settings.config.ledger.lease_s)
     except LedgerError as exc:  # it names the file, the cause and what to do
         return Check("ledger", "fail", str(exc))
     except Exception as exc:  # any failure to open is the answer this check gives
@@ -120,7 +120,7 @@ def _ledger_check(settings: Settings) -> Check:
         return Check("ledger", "fail", f"{settings.ledger_path} is damaged (integrity: "
                                        f"{verdict[:300]}); move it aside or recover it with "
                                        f"sqlite3 {settings.ledger_path} .recover")
-    return Check("ledger", "ok", f"{settings.ledger_path} (integrity: ok)")
+    return Check("ledger", "ok", f"{ledger.where} (integrity: ok)")
 
 
 def _config_check(settings: Settings) -> Check:

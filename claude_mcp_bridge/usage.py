@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -48,7 +47,7 @@ def usage_rows(ledger: Ledger, *, since: datetime, by: Literal["tool", "day"]) -
         "SELECT tool, started_at, outcome, duration_ms, cost_usd, input_tokens, "
         "output_tokens FROM calls WHERE started_at >= ? ORDER BY started_at",
         (format_time(utc(since)),))
-    groups: dict[str, list[sqlite3.Row]] = {}
+    groups: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
         key = row["tool"] if by == "tool" else row["started_at"][:10]
         groups.setdefault(key, []).append(row)
@@ -115,7 +114,7 @@ def _money(amount: float | None) -> str:
     return "no cap" if amount is None else f"${amount:.2f}"
 
 
-def _usage_row(key: str, rows: Sequence[sqlite3.Row]) -> UsageRow:
+def _usage_row(key: str, rows: Sequence[Mapping[str, Any]]) -> UsageRow:
     outcomes = [row["outcome"] for row in rows]
     refused = outcomes.count("refused")
     ok = outcomes.count("ok")
