@@ -12,6 +12,7 @@ from agents_registry import load_registry
 from .errors import LedgerError
 from .hygiene import description_warnings
 from .ledger import Ledger
+from .ledger_schema import LEDGER_ERRORS
 from .settings import CLAUDE_BIN_VAR, Settings
 
 # Every flag the bridge puts on a command line (--max-turns works but is not in --help).
@@ -114,6 +115,8 @@ def _ledger_check(settings: Settings) -> Check:
         if ledger.problem:
             return Check("ledger", "fail", ledger.problem)
         verdict = ledger.integrity()
+    except LEDGER_ERRORS as exc:  # a database that went away since it was opened
+        return Check("ledger", "fail", str(ledger.explain(exc)))
     finally:
         ledger.close()
     if verdict != "ok":
