@@ -12,7 +12,6 @@ the client waits and executed in the background.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ import anyio
 
 from agents_registry import Definition, load_registry
 
-from .answers import AnswerStore
+from .answers import kept_answers
 from .arguments import CallArguments, parse_arguments
 from .budget import Budget, BudgetRefusal
 from .catalog import Catalog, build_catalog
@@ -34,7 +33,7 @@ from .errors import CommandError, QueueFull, UnknownToolError
 from .events import Event, ResultEvent
 from .inflight import InFlight
 from .ledger import CallStart, Ledger, Reservation
-from .ledger_schema import ledger_error
+from .ledger_schema import LEDGER_ERRORS
 from .outcomes import Refusal, Reply
 from .policy import RunPlan, plan_call
 from .processes import Identity
@@ -119,7 +118,7 @@ class Bridge:
         """The current clients; replaced as a whole when the config file changes."""
         self.warm = WarmPool(settings.config.warm.size, settings.config.warm.idle_s,
                              limits.kill_grace_s)
-        self.answers = AnswerStore(settings.ledger_path.parent / "results")
+        self.answers = kept_answers(ledger, settings.ledger_path.parent / "results")
         self.settler = Settler(ledger)
         self.started = time.monotonic()
         self.calls = InFlight()
@@ -188,9 +187,9 @@ class Bridge:
             reservation = await anyio.to_thread.run_sync(partial(
                 self.ledger.reserve, start, plan.max_budget_usd, policy.budget,
                 self.global_budget, client_budget=ceiling.budget if ceiling else None))
-        except (sqlite3.Error, OSError) as exc:  # nothing runs that the ledger cannot hold
+        except LEDGER_ERRORS as exc:  # nothing runs that the ledger cannot hold
             logger.error("the ledger cannot record a call of %s: %s", tool, exc)
-            return Refusal("setup", str(ledger_error(self.settings.ledger_path, exc)))
+            return Refusal("setup", str(self.ledger.explain(exc)))
         if isinstance(reservation, BudgetRefusal):
             return reservation.refusal()
         return Admitted(tool, definition, policy, plan, command, reservation, ceiling)
@@ -354,7 +353,7 @@ def load_catalog(settings: Settings) -> Catalog:
 @contextmanager
 def open_bridge(settings: Settings) -> Iterator[Bridge]:
     """The bridge with its catalog and its ledger open (crashed calls recovered)."""
-    ledger = Ledger.open(settings.ledger_path)
+    ledger = Ledger.open(settings.ledger_target, lease_s=settings.config.ledger.lease_s)
     try:
         yield Bridge(settings, load_catalog(settings), ledger)
     finally:

@@ -111,8 +111,21 @@ class McpSection(_Section):
 class LedgerConfig(_Section):
     path: Path | None = None
     """The SQLite file (default: ledger.sqlite3 in the user data dir)."""
+    url: Annotated[str, Field(pattern=r"^postgres(ql)?://")] | None = None
+    """A PostgreSQL database shared by bridges on several hosts (``postgresql://...``;
+    needs the ``postgres`` extra). Budgets, call rows, jobs and kept answers live there."""
+    lease_s: Annotated[float, Field(ge=1)] = 15.0
+    """With ``url``: how long a bridge's lease lasts unrenewed (renewed every third of it);
+    a running call of a bridge whose lease ran out is recovered by any bridge."""
     store_prompts: bool = False
     """Store prompts in full; by default only their length and SHA-256."""
+
+    @model_validator(mode="after")
+    def _one_place(self) -> LedgerConfig:
+        if self.path is not None and self.url is not None:
+            raise PydanticCustomError(
+                "ledger_place", "set either path (a SQLite file) or url (PostgreSQL), not both")
+        return self
 
 
 class DiscoveryConfig(_Section):

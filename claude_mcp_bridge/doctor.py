@@ -12,6 +12,7 @@ from agents_registry import load_registry
 from .errors import LedgerError
 from .hygiene import description_warnings
 from .ledger import Ledger
+from .ledger_schema import LEDGER_ERRORS
 from .settings import CLAUDE_BIN_VAR, Settings
 
 # Every flag the bridge puts on a command line (--max-turns works but is not in --help).
@@ -105,7 +106,7 @@ def _definitions_check(settings: Settings) -> Check:
 
 def _ledger_check(settings: Settings) -> Check:
     try:
-        ledger = Ledger.open(settings.ledger_path)
+        ledger = Ledger.open(settings.ledger_target, lease_s=settings.config.ledger.lease_s)
     except LedgerError as exc:  # it names the file, the cause and what to do
         return Check("ledger", "fail", str(exc))
     except Exception as exc:  # any failure to open is the answer this check gives
@@ -115,13 +116,15 @@ def _ledger_check(settings: Settings) -> Check:
         if ledger.problem:
             return Check("ledger", "fail", ledger.problem)
         verdict = ledger.integrity()
+    except LEDGER_ERRORS as exc:  # a database that went away since it was opened
+        return Check("ledger", "fail", str(ledger.explain(exc)))
     finally:
         ledger.close()
     if verdict != "ok":
         return Check("ledger", "fail", f"{settings.ledger_path} is damaged (integrity: "
                                        f"{verdict[:300]}); move it aside or recover it with "
                                        f"sqlite3 {settings.ledger_path} .recover")
-    return Check("ledger", "ok", f"{settings.ledger_path} (integrity: ok)")
+    return Check("ledger", "ok", f"{ledger.where} (integrity: ok)")
 
 
 def _config_check(settings: Settings) -> Check:

@@ -6,7 +6,8 @@ A failing agent run is not an exception: it is a tool result with ``isError``
 
     BridgeError                 root of everything claude_mcp_bridge raises
     ├── ConfigError             settings or config file are wrong: the server does not start
-    ├── LedgerError             the ledger file cannot be used: the message says what to do
+    ├── LedgerError             the ledger (file, database) cannot be used: the message says
+    │                           what to do
     ├── UnknownToolError        a client named a tool that is not published: a protocol error
     ├── CommandError            a call cannot become a safe argv: refused, never run
     ├── QueueFull               no slot and no room to wait: becomes a refusal (``slots.py``)
@@ -36,9 +37,10 @@ class ConfigError(BridgeError):
 
 
 class LedgerError(BridgeError):
-    """The ledger file cannot be used; the message names the file and what to do."""
+    """The ledger cannot be used; the message names the file (or the database URL, without
+    its password) and what to do."""
 
-    def __init__(self, path: Path, message: str) -> None:
+    def __init__(self, path: Path | str, message: str) -> None:
         self.path = path
         super().__init__(f"{path}: {message}")
 

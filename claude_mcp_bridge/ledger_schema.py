@@ -20,6 +20,9 @@ from pathlib import Path
 from .errors import LedgerError
 
 BUSY_TIMEOUT_S = 10.0
+LEDGER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+"""What a failed ledger write raises, on either database: a PostgreSQL store turns a lost
+connection into ``ConnectionError``, an ``OSError``."""
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (

@@ -271,6 +271,11 @@ def owner(pid: int) -> str:
     return f"{socket.gethostname()}:{pid}:{f'{identity.created:.2f}' if identity else ''}"
 
 
+def owner_host(owner_id: str) -> str:
+    """The host an ``owner`` id names."""
+    return owner_id.rsplit(":", 2)[0]
+
+
 def owner_alive(owner_id: str) -> bool:
     """False only when ``owner_id`` (from ``owner``) ran on this host and has certainly
     ended (gone, or its pid now names another process)."""

@@ -53,11 +53,16 @@ class Settings:
     config_file: Path | None = None
     """Where ``config`` was read from (None: no file, defaults)."""
     ledger_path: Path = Path("ledger.sqlite3")
-    """The SQLite ledger of calls, reservations and usage."""
+    """The SQLite ledger of calls, reservations and usage (and, beside it, kept answers)."""
     depth: int = 0
     """How deep this bridge runs inside a chain of bridges (0 = started by a person)."""
     base_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """The environment children inherit (before the bridge's own changes)."""
+
+    @property
+    def ledger_target(self) -> Path | str:
+        """What ``Ledger.open`` opens: ``[ledger] url`` when set, else the SQLite file."""
+        return self.config.ledger.url or self.ledger_path
 
     @property
     def project_dir(self) -> Path:

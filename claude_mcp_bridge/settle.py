@@ -20,7 +20,6 @@ never raises out of settling, so a call always leaves the in-flight set.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import anyio
 
 from .ledger import Ledger, Settlement
+from .ledger_schema import LEDGER_ERRORS
 from .outcomes import Outcome
 from .result import CallReport
 
@@ -78,7 +78,7 @@ async def retried(write: Callable[[], None], what: str) -> bool:
         try:
             await anyio.to_thread.run_sync(write)
             return True
-        except (sqlite3.Error, OSError) as exc:
+        except LEDGER_ERRORS as exc:
             if delay is None:
                 logger.error("%s failed %d times (%s); the ledger keeps the call running and "
                              "the next start settles it, charging its reservation",

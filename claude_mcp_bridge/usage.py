@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -57,14 +56,14 @@ def usage_rows(ledger: Ledger, *, since: datetime, by: Grouping,
     if client is not None:
         query, params = query + " AND client = ?", (*params, client)
     rows = ledger.rows(query + " ORDER BY started_at", params)
-    groups: dict[str, list[sqlite3.Row]] = {}
+    groups: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault(_key(row, by), []).append(row)
     return [*(_usage_row(key, groups[key]) for key in sorted(groups)),
             _usage_row("total", rows)]
 
 
-def _key(row: sqlite3.Row, by: Grouping) -> str:
+def _key(row: Mapping[str, Any], by: Grouping) -> str:
     if by == "client":
         return str(row["client"] or NO_CLIENT)
     return str(row["tool"] if by == "tool" else row["started_at"][:10])
@@ -132,7 +131,7 @@ def _money(amount: float | None) -> str:
     return "no cap" if amount is None else f"${amount:.2f}"
 
 
-def _usage_row(key: str, rows: Sequence[sqlite3.Row]) -> UsageRow:
+def _usage_row(key: str, rows: Sequence[Mapping[str, Any]]) -> UsageRow:
     outcomes = [row["outcome"] for row in rows]
     refused = outcomes.count("refused")
     ok = outcomes.count("ok")

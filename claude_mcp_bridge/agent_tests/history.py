@@ -4,10 +4,10 @@ of a definition (by content hash)."""
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ..ledger import Ledger, format_time, storable, utc
 
@@ -74,5 +74,5 @@ def last_run_of_other_version(ledger: Ledger, kind: str, name: str,
     return [_case_record(row) for row in rows]
 
 
-def _case_record(row: sqlite3.Row) -> CaseRecord:
+def _case_record(row: Mapping[str, Any]) -> CaseRecord:
     return CaseRecord(**{column: row[column] for column in _CASE_COLUMNS})

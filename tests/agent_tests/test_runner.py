@@ -21,7 +21,7 @@ def argv_value(record, flag):
 
 def calls(settings):
     with Ledger.open(settings.ledger_path) as ledger:
-        return ledger._db.execute("SELECT * FROM calls ORDER BY started_at").fetchall()
+        return ledger.rows("SELECT * FROM calls ORDER BY started_at")
 
 
 async def test_a_case_runs_in_a_copy_of_its_fixture_and_the_original_stays(workspace,

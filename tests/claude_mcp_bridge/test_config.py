@@ -216,3 +216,17 @@ def test_a_config_path_may_start_with_a_tilde(tmp_path: Path,
     monkeypatch.setenv("HOME", str(tmp_path))
     assert config_path("~/c.toml", {}, tmp_path / "x") == tmp_path / "c.toml"
     assert config_path(None, {CONFIG_VAR: "~/e.toml"}, tmp_path / "x") == tmp_path / "e.toml"
+
+
+def test_a_ledger_is_a_file_or_a_database_url_not_both(tmp_path):
+    both = tmp_path / "both.toml"
+    both.write_text('[ledger]\npath = "/tmp/l.sqlite3"\nurl = "postgresql://db/bridge"\n')
+    with pytest.raises(ConfigError, match=r"either path .* or url"):
+        load_config(both)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('[ledger]\nurl = "mysql://db/bridge"\n')
+    with pytest.raises(ConfigError, match="url"):
+        load_config(wrong)
+    good = tmp_path / "good.toml"
+    good.write_text('[ledger]\nurl = "postgresql://db/bridge"\nlease_s = 5\n')
+    assert load_config(good).ledger.lease_s == 5

@@ -1,4 +1,7 @@
-"""The ledger admits calls against budgets atomically and keeps a durable row of every call."""
+"""The ledger admits calls against budgets atomically and keeps a durable row of every call.
+
+Tests that take ``target`` or ``ledger`` run on SQLite and on PostgreSQL (skipped, with the
+reason, when no server is reachable); those that take ``path`` are about the SQLite file."""
 
 import hashlib
 import os
@@ -22,6 +25,7 @@ from claude_mcp_bridge.errors import LedgerError
 from claude_mcp_bridge.ledger import CallStart, Ledger, Reservation, Settlement
 from claude_mcp_bridge.ledger_schema import SCHEMA_VERSION
 from claude_mcp_bridge.usage import UsageRow, usage_rows
+from tests.ledger_backends import expire_leases, hold_lease, on_postgres
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
@@ -33,10 +37,9 @@ TOOL = "agent_reviewer"
 HOLDING_CHILD = """
 import sys
 from datetime import datetime
-from pathlib import Path
 from claude_mcp_bridge.budget import Budget
 from claude_mcp_bridge.ledger import CallStart, Ledger
-ledger = Ledger.open(Path(sys.argv[1]))
+ledger = Ledger.open(sys.argv[1])
 start = CallStart("agent_reviewer", "agent", "reviewer.md", "0" * 64, "child", "hi")
 reservation = ledger.reserve(start, float(sys.argv[2]), Budget(), Budget(daily_usd=5.0),
                              now=datetime.fromisoformat(sys.argv[3]))
@@ -52,10 +55,9 @@ RESERVING_CHILD = """
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 from claude_mcp_bridge.budget import Budget
 from claude_mcp_bridge.ledger import CallStart, Ledger, Reservation
-ledger = Ledger.open(Path(sys.argv[1]))
+ledger = Ledger.open(sys.argv[1])
 start = CallStart("agent_reviewer", "agent", "reviewer.md", "0" * 64, "child", "hi")
 now = datetime.fromisoformat(sys.argv[3])
 print("ready", flush=True)
@@ -83,8 +85,8 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def ledger(path: Path) -> Iterator[Ledger]:
-    with Ledger.open(path) as opened:
+def ledger(target: str) -> Iterator[Ledger]:
+    with Ledger.open(target) as opened:
         yield opened
 
 
@@ -147,11 +149,11 @@ def test_fifty_concurrent_threads_against_a_nearly_spent_budget_admit_exactly_tw
     assert all(r.spent_usd <= 1.00 + 1e-9 for r in results if isinstance(r, BudgetRefusal))
 
 
-def test_fifty_concurrent_reservations_from_five_processes_admit_exactly_two(path):
-    with Ledger.open(path) as ledger:
+def test_fifty_concurrent_reservations_from_five_processes_admit_exactly_two(target):
+    with Ledger.open(target) as ledger:
         spend(ledger, 0.90)
     with ExitStack() as stack:
-        children = [spawn(stack, RESERVING_CHILD, str(path), "10", NOW.isoformat())
+        children = [spawn(stack, RESERVING_CHILD, target, "10", NOW.isoformat())
                     for _ in range(5)]
         assert [first_line(child) for child in children] == ["ready"] * 5
         for child in children:
@@ -160,8 +162,9 @@ def test_fifty_concurrent_reservations_from_five_processes_admit_exactly_two(pat
             child.stdin.flush()
         admissions = [int(first_line(child)) for child in children]
 
-        with Ledger.open(path) as ledger, raw(path) as db:
-            outcomes = dict(db.execute("SELECT outcome, COUNT(*) FROM calls GROUP BY outcome"))
+        with Ledger.open(target) as ledger:
+            outcomes = {row["outcome"]: row["n"] for row in ledger.rows(
+                "SELECT outcome, COUNT(*) AS n FROM calls GROUP BY outcome")}
             assert outcomes == {"ok": 1, "running": 2, "refused": 48}
             assert ledger.spent(tool=None, period="day", now=NOW) == pytest.approx(1.00)
         for child in children:
@@ -374,14 +377,16 @@ def test_budget_left_reports_each_global_cap_or_none(ledger):
 # --- crash recovery --------------------------------------------------------------------------
 
 
-def test_a_call_of_a_killed_process_is_marked_interrupted_and_charged_its_reservation(path):
+def test_a_call_of_a_killed_process_is_marked_interrupted_and_charged_its_reservation(target):
     with ExitStack() as stack:
-        child = spawn(stack, HOLDING_CHILD, str(path), "0.50", NOW.isoformat())
+        child = spawn(stack, HOLDING_CHILD, target, "0.50", NOW.isoformat())
         call_id = first_line(child)
         child.send_signal(signal.SIGKILL)
         assert child.wait(timeout=10) == -signal.SIGKILL
 
-    with Ledger.open(path) as ledger:
+    with Ledger.open(target) as ledger:  # SQLite: its process is gone, recovered at open
+        expire_leases(ledger)  # PostgreSQL: once its lease runs out
+        assert ledger.recover_interrupted() == (1 if on_postgres(ledger) else 0)
         row = ledger.get(call_id)
         assert row is not None
         assert row["outcome"] == "interrupted"
@@ -389,34 +394,34 @@ def test_a_call_of_a_killed_process_is_marked_interrupted_and_charged_its_reserv
         assert row["cost_usd"] == pytest.approx(0.50)  # its child may have spent up to it
         assert "ended before settling it" in row["error"]
         assert ledger.spent(tool=None, period="day", now=NOW) == pytest.approx(0.50)
-    with raw(path) as db:
-        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert ledger.integrity() == "ok"
 
 
-def test_running_calls_of_a_live_process_are_left_alone(path):
+def test_running_calls_of_a_live_process_are_left_alone(target):
     with ExitStack() as stack:
-        child = spawn(stack, HOLDING_CHILD, str(path), "0.50", NOW.isoformat())
+        child = spawn(stack, HOLDING_CHILD, target, "0.50", NOW.isoformat())
         call_id = first_line(child)
-        with Ledger.open(path) as ledger:
+        with Ledger.open(target) as ledger:
             assert ledger.recover_interrupted() == 0
             assert ledger.get(call_id)["outcome"] == "running"
             assert ledger.spent(tool=None, period="day", now=NOW) == pytest.approx(0.50)
         child.communicate(input="", timeout=30)  # the child ends without settling
         assert child.returncode == 0
 
-    with Ledger.open(path) as ledger:
+    with Ledger.open(target) as ledger:  # (a clean exit gives its lease up)
         assert ledger.get(call_id)["outcome"] == "interrupted"
 
 
-def test_recovery_never_touches_this_process_or_other_hosts_but_catches_reused_pids(ledger, path):
+def test_recovery_never_touches_this_process_or_live_other_hosts_but_catches_reused_pids(
+        ledger):
     ids = {name: admitted(ledger.reserve(call(), 0.10, NO_BUDGET, NO_BUDGET, now=NOW)).call_id
            for name in ("mine", "other host", "reused pid")}
     host = socket.gethostname()
-    with raw(path) as db, db:
-        db.execute("UPDATE calls SET owner = ? WHERE id = ?",
-                   (f"elsewhere.example:{os.getpid()}:1", ids["other host"]))
-        db.execute("UPDATE calls SET owner = ? WHERE id = ?",
-                   (f"{host}:{os.getppid()}:999999999999", ids["reused pid"]))
+    elsewhere = f"elsewhere.example:{os.getpid()}:1"
+    ledger.write("UPDATE calls SET owner = ? WHERE id = ?", (elsewhere, ids["other host"]))
+    ledger.write("UPDATE calls SET owner = ? WHERE id = ?",
+                 (f"{host}:{os.getppid()}:999999999999", ids["reused pid"]))
+    hold_lease(ledger, elsewhere)  # PostgreSQL: the other host's bridge keeps its lease
 
     assert ledger.recover_interrupted() == 1
     assert {name: ledger.get(i)["outcome"] for name, i in ids.items()} == {

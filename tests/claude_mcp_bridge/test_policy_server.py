@@ -443,10 +443,9 @@ async def test_what_a_call_without_a_reported_cost_is_charged(workspace, fake_cl
                 with anyio.fail_after(10):
                     await queued.wait()
                 inner.cancel()
-        rows = bridge.ledger._db.execute(
-            "SELECT outcome, cost_usd FROM calls ORDER BY started_at").fetchall()
-    assert [r[0] for r in rows] == ["error", "error", "ok", "cancelled"]
-    assert [rows[0][1], rows[1][1], rows[3][1]] == [0.3, 0.0, 0.0]
+        rows = bridge.ledger.rows("SELECT outcome, cost_usd FROM calls ORDER BY started_at")
+    assert [r["outcome"] for r in rows] == ["error", "error", "ok", "cancelled"]
+    assert [rows[i]["cost_usd"] for i in (0, 1, 3)] == [0.3, 0.0, 0.0]
 
 
 async def test_a_session_resumes_only_through_the_tool_that_started_it(workspace, fake_claude):
