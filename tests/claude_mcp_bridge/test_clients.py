@@ -65,7 +65,7 @@ async def test_a_client_budget_refuses_naming_the_client_while_others_still_run(
         assert str(second).startswith(f"daily budget of client {CI}: $0.60 of $1.00")
         assert isinstance(other, Admitted) and isinstance(owner, Admitted)
         rows = bridge.ledger.rows("SELECT caller, client, outcome FROM calls ORDER BY rowid")
-    assert [tuple(row) for row in rows] == [
+    assert [tuple(row.values()) for row in rows] == [
         (CI, CI, "running"), (CI, CI, "refused"), (DEV, DEV, "running"),
         ("http/x", None, "running")]
 
