@@ -49,6 +49,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import HttpConfig
+from ..platform import shutdown_signals
 from ..server import Bridge
 from .guards import HostAndOrigin, JsonDepthLimit
 from .limits import ConnectionLimits, GuardedListener, guarded_protocol, raise_fd_limit
@@ -334,7 +335,7 @@ async def serve_http(
         async def stop_on_signal() -> None:
             # The receiver stays open until the server is down: a second signal must not
             # kill the process mid-drain (it stops the calls in flight at once instead).
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as got:
+            with shutdown_signals() as got:
                 async for signum in got:
                     name = signal.Signals(signum).name
                     if not bridge.draining:
