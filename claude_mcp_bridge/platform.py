@@ -187,9 +187,14 @@ def _handled_signals(numbers: Sequence[int]) -> Iterator[AsyncIterator[int]]:
 
 
 def _hand_over(send: MemoryObjectSendStream[int], signum: int, token: EventLoopToken) -> None:
-    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError,
-                             anyio.RunFinishedError, RuntimeError):
+    with _THREAD_ENDS:
         anyio.from_thread.run_sync(send.send_nowait, signum, token=token)
+
+
+_THREAD_ENDS = contextlib.suppress(BaseException)
+"""In the helper threads: whatever stops a hand-over to the loop (the stream closed, the
+loop finished, or it cancelled the call at shutdown) ends the thread quietly. Only the
+main thread is ever sent KeyboardInterrupt."""
 
 
 def ignore_shutdown_signals() -> None:
@@ -247,23 +252,18 @@ async def _nonblocking_chunks(fd: int) -> AsyncIterator[bytes]:
 
 def _pump(fd: int, send: MemoryObjectSendStream[bytes], token: EventLoopToken) -> None:
     """The reader thread: blocking reads of ``fd`` handed to the loop, b"" at EOF."""
-    try:
-        while True:
+    with _THREAD_ENDS:
+        chunk = b"-"
+        while chunk:
             try:
                 chunk = os.read(fd, _CHUNK)
             except OSError:
                 chunk = b""
             anyio.from_thread.run(send.send, chunk, token=token)
-            if not chunk:
-                return
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.RunFinishedError,
-            RuntimeError):
-        return  # the server stopped reading, or stopped altogether
-    finally:
-        try:  # closing wakes the reader, which only the loop's own thread may do
-            anyio.from_thread.run_sync(send.close, token=token)
-        except (anyio.RunFinishedError, RuntimeError):
-            send.close()  # the loop is gone: nobody waits on the stream any more
+    try:  # closing wakes the reader, which only the loop's own thread may do
+        anyio.from_thread.run_sync(send.close, token=token)
+    except BaseException:
+        send.close()  # the loop is gone: nobody waits on the stream any more
 
 
 async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
