@@ -26,6 +26,7 @@ import pytest
 from mcp import Client
 
 from claude_mcp_bridge import platform, winjob
+from claude_mcp_bridge.doctor import platform_checks
 from claude_mcp_bridge.processes import CallTree
 from claude_mcp_bridge.settings import find_claude
 from claude_mcp_bridge.signals import cancel_on_signal
@@ -168,6 +169,29 @@ def test_home_is_userprofile_on_windows_and_home_elsewhere_never_the_password_da
         Path(r"C:\Users\me")
     assert platform.home({"HOME": "/h"}, "posix") == Path("/h")
     assert platform.home({}, "windows") == Path.home()
+
+
+# -- doctor: the platform's usual fixes ---------------------------------------------------------
+
+def test_doctor_names_the_platform_and_how_a_calls_tree_ends():
+    [posix] = platform_checks("posix", Path("/usr/bin/claude"), "/usr/bin/python3")
+    assert posix.status == "ok" and "process group" in posix.detail
+    [portable] = platform_checks("portable", Path("/usr/bin/claude"), "/usr/bin/python3")
+    assert portable.status == "warn" and "unset it" in portable.detail
+
+
+def test_doctor_on_windows_says_where_claude_goes_and_warns_of_cmd_shims_and_store_aliases():
+    store_python = r"C:\Users\me\AppData\Local\Microsoft\WindowsApps\python.exe"
+    _, missing, alias = platform_checks("windows", None, store_python)
+    assert missing.status == "fail"
+    assert r"%APPDATA%\npm" in missing.detail and "PATH" in missing.detail
+    assert r"%USERPROFILE%\.local\bin" in missing.detail and "where.exe" in missing.detail
+    assert alias.status == "warn" and "App execution aliases" in alias.detail
+    _, shim = platform_checks("windows", Path(r"C:\Users\me\AppData\Roaming\npm\claude.cmd"),
+                              r"C:\Python312\python.exe")
+    assert shim.status == "warn" and "cmd.exe" in shim.detail
+    assert platform_checks("windows", Path(r"C:\Users\me\.local\bin\claude.exe"),
+                           r"C:\Python312\python.exe")[1:] == []
 
 
 # -- the Job Object, against a recording kernel32 --------------------------------------------
