@@ -10,6 +10,8 @@
   others), because Windows pipes cannot be read without blocking.
 - ``claude``: the POSIX install places, or on Windows ``claude.exe`` (native installer)
   before npm's ``claude.cmd``, skipping WindowsApps aliases.
+- the home folder (``HOME``, ``USERPROFILE`` or ``Path.home()``, never ``pwd``) and the
+  descriptor limit (``resource`` on POSIX; Windows sockets have none).
 
 ``portable`` is Windows without the Windows API: it runs, on any system, the code paths
 Windows takes (no process groups, a reader thread, signal handlers), so the test suite
@@ -143,6 +145,11 @@ def walks_process_groups() -> bool:
 
 # -- shutdown signals --------------------------------------------------------------------
 
+_THREAD_ENDS = contextlib.suppress(BaseException)
+"""In the helper threads: whatever stops a hand-over to the loop (the stream closed, the
+loop finished, or it cancelled the call at shutdown) ends the thread quietly. Only the
+main thread is ever sent KeyboardInterrupt."""
+
 _SHUTDOWN_SIGNALS: dict[Kind, tuple[str, ...]] = {
     "posix": ("SIGTERM", "SIGINT", "SIGHUP"),
     # Python delivers Ctrl-C as SIGINT, and Ctrl-Break and closing the console as SIGBREAK.
@@ -189,12 +196,6 @@ def _handled_signals(numbers: Sequence[int]) -> Iterator[AsyncIterator[int]]:
 def _hand_over(send: MemoryObjectSendStream[int], signum: int, token: EventLoopToken) -> None:
     with _THREAD_ENDS:
         anyio.from_thread.run_sync(send.send_nowait, signum, token=token)
-
-
-_THREAD_ENDS = contextlib.suppress(BaseException)
-"""In the helper threads: whatever stops a hand-over to the loop (the stream closed, the
-loop finished, or it cancelled the call at shutdown) ends the thread quietly. Only the
-main thread is ever sent KeyboardInterrupt."""
 
 
 def ignore_shutdown_signals() -> None:

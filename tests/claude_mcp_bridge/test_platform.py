@@ -30,6 +30,8 @@ from claude_mcp_bridge.doctor import platform_checks
 from claude_mcp_bridge.processes import CallTree
 from claude_mcp_bridge.settings import find_claude
 from claude_mcp_bridge.signals import cancel_on_signal
+from tests.claude_mcp_bridge.test_http import start as start_http
+from tests.claude_mcp_bridge.test_http import wait_dead
 from tests.claude_mcp_bridge.test_stdio import (
     call_frame,
     handshake,
@@ -39,7 +41,7 @@ from tests.claude_mcp_bridge.test_stdio import (
     start_raw,
     wait_all_dead,
 )
-from tests.support import pid_alive, survivors
+from tests.support import pid_alive, read_until, survivors
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -393,3 +395,63 @@ def test_a_portable_server_going_away_mid_call_leaves_no_process(workspace, fake
     pids = [r["pid"] for r in fake_claude.records()] + fake_claude.spawned_pids()
     assert len(pids) == 2
     assert [p for p in pids if pid_alive(p)] == []
+
+
+async def test_a_portable_http_server_drains_on_sigterm_then_stops_the_call_and_its_tree(
+        workspace, fake_claude):
+    workspace.agent("reviewer")
+    fake_claude.script([{"init": {}}, {"spawn": "sleeper"}, {"text": "busy"}, {"hang": True}])
+    running = start_http(workspace, fake_claude, env=PORTABLE,
+                         config="[http]\ndrain_timeout_s = 0.5\n[limits]\nkill_grace_s = 1\n")
+    busy = anyio.Event()
+
+    async def on_progress(done, total, message):
+        if message and message.startswith("wrote"):
+            busy.set()
+
+    outcome = []
+    try:
+        with anyio.fail_after(30):
+            async with Client(running.url + "/mcp", mode="legacy") as client, \
+                    anyio.create_task_group() as tg:
+                async def call() -> None:
+                    outcome.append(await client.call_tool(
+                        "agent_reviewer", {"prompt": "go"}, progress_callback=on_progress))
+                tg.start_soon(call)
+                await busy.wait()
+                running.proc.send_signal(signal.SIGTERM)
+        assert running.stop() == 0
+    finally:
+        running.close()
+    assert outcome[0].is_error and "shutting down" in outcome[0].content[0].text
+    assert fake_claude.last()["sid"] != fake_claude.last()["pid"]  # the portable start
+    await wait_dead([r["pid"] for r in fake_claude.records()] + fake_claude.spawned_pids())
+
+
+def test_a_portable_bridge_killed_mid_call_leaves_its_tree_to_the_watchdog(workspace,
+                                                                           fake_claude):
+    workspace.agent("reviewer")
+    fake_claude.script([{"init": {}}, {"spawn": "sleeper"}, {"text": "busy"}, {"hang": True}])
+    env = {**workspace.cli_env(fake_claude), **PORTABLE,
+           "CLAUDE_MCP_BRIDGE_DATA_DIR": str(workspace.home / "data")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "claude_mcp_bridge", "call", "agent_reviewer", "go"],
+        env=env, cwd=workspace.project, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    pids: list[int] = []
+    try:
+        assert process.stderr is not None
+        read_until(process.stderr, b"wrote 1 word", timeout_s=30)
+        pids = [fake_claude.last()["pid"], *fake_claude.spawned_pids()]
+        process.kill()
+        process.wait(timeout=10)
+        assert survivors(pids, within_s=15) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+        for pid in survivors(pids, within_s=0):  # the test failed: do not leak them
+            os.kill(pid, signal.SIGKILL)
+    assert fake_claude.last()["sid"] != fake_claude.last()["pid"]  # the portable start
