@@ -17,6 +17,7 @@ import time
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import anyio
@@ -27,10 +28,12 @@ from .answers import AnswerStore
 from .arguments import CallArguments, parse_arguments
 from .budget import Budget, BudgetRefusal
 from .catalog import Catalog, build_catalog
+from .clients import ClientPolicy, Clients
 from .command import Command, build_command
 from .errors import CommandError, QueueFull, UnknownToolError
 from .events import Event, ResultEvent
-from .ledger import CallStart, Ledger, Reservation, ledger_error
+from .ledger import CallStart, Ledger, Reservation
+from .ledger_schema import ledger_error
 from .outcomes import Outcome, Refusal, Reply
 from .policy import RunPlan, plan_call
 from .processes import Identity
@@ -60,6 +63,8 @@ class Admitted:
     plan: RunPlan
     command: Command
     reservation: Reservation
+    client: ClientPolicy | None = None
+    """The client that made the call, whose share of the slots it takes."""
 
     @property
     def call_id(self) -> str:
@@ -109,6 +114,8 @@ class Bridge:
         self.slots = Slots(limits.max_concurrency, limits.max_queue)
         budget = settings.config.budget
         self.global_budget = Budget(budget.per_call_usd, budget.daily_usd, budget.monthly_usd)
+        self.clients = Clients.from_config(settings.config)
+        """The current clients; replaced as a whole when the config file changes."""
         self.warm = WarmPool(settings.config.warm.size, settings.config.warm.idle_s,
                              limits.kill_grace_s)
         self.answers = AnswerStore(settings.ledger_path.parent / "results")
@@ -130,16 +137,17 @@ class Bridge:
 
     async def call(
         self, name: str, arguments: Mapping[str, Any] | None, progress: Progress, caller: str,
-        key: Hashable | None = None,
+        key: Hashable | None = None, client: str | None = None,
     ) -> Finished | Refusal:
         """Run one tool call through every stage; ``key`` lets the transport stop it."""
-        admitted = await self.admit(name, arguments, caller)
+        admitted = await self.admit(name, arguments, caller, client)
         if isinstance(admitted, Refusal):
             return admitted
         return await self.execute(admitted, progress, key)
 
     async def admit(
-        self, name: str, arguments: Mapping[str, Any] | None, caller: str
+        self, name: str, arguments: Mapping[str, Any] | None, caller: str,
+        client: str | None = None,
     ) -> Admitted | Refusal:
         """Policy and budget, before anything runs: an ``Admitted`` call or the refusal."""
         entry = self.catalog.get(name)
@@ -153,34 +161,47 @@ class Bridge:
         if isinstance(parsed, str):
             return Refusal("arguments", parsed)
         return await self.admit_definition(entry.name, entry.definition, entry.policy, parsed,
-                                           caller)
+                                           caller, client=client)
 
     async def admit_definition(
         self, tool: str, definition: Definition, policy: ToolPolicy, arguments: CallArguments,
         caller: str, *, json_schema: Mapping[str, Any] | None = None,
+        client: str | None = None,
     ) -> Admitted | Refusal:
-        """Plan ``definition`` under ``policy``, build its command and reserve its budget:
-        an ``Admitted`` call, or why not (recorded in the ledger). ``json_schema`` asks for
-        structured output (``--json-schema``)."""
+        """Plan ``definition`` under ``policy`` (held to ``client``'s ceiling), build its
+        command and reserve its budget: an ``Admitted`` call, or why not (recorded in the
+        ledger). ``json_schema`` asks for structured output (``--json-schema``)."""
         start = CallStart(
             tool=tool, kind=definition.kind, definition_path=str(definition.path),
-            definition_sha256=definition.sha256, caller=caller, prompt=arguments.prompt,
-            store_prompt=self.settings.config.ledger.store_prompts)
-        planned = self._plan(definition, policy, arguments, json_schema)
+            definition_sha256=definition.sha256, caller=client or caller,
+            prompt=arguments.prompt, store_prompt=self.settings.config.ledger.store_prompts,
+            client=client)
+        ceiling = None if client is None else self.clients.get(client)
+        planned: tuple[RunPlan, Command] | Refusal
+        if (session := await self._session_refusal(tool, arguments.session_id)) is not None:
+            planned = session
+        elif client is not None and ceiling is None:  # removed from the config since
+            planned = Refusal("policy", f"client {client} is no longer configured")
+        elif ceiling is not None and (refused := ceiling.refusal(
+                tool, definition.name, model=arguments.model)):
+            planned = refused
+        else:
+            policy = policy if ceiling is None else ceiling.narrow(policy)
+            planned = self._plan(definition, policy, arguments, json_schema)
         try:
             if isinstance(planned, Refusal):
                 await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.message)
                 return planned
             plan, command = planned
-            reservation = await anyio.to_thread.run_sync(
+            reservation = await anyio.to_thread.run_sync(partial(
                 self.ledger.reserve, start, plan.max_budget_usd, policy.budget,
-                self.global_budget)
+                self.global_budget, client_budget=ceiling.budget if ceiling else None))
         except (sqlite3.Error, OSError) as exc:  # nothing runs that the ledger cannot hold
             logger.error("the ledger cannot record a call of %s: %s", tool, exc)
             return Refusal("setup", str(ledger_error(self.settings.ledger_path, exc)))
         if isinstance(reservation, BudgetRefusal):
             return reservation.refusal()
-        return Admitted(tool, definition, policy, plan, command, reservation)
+        return Admitted(tool, definition, policy, plan, command, reservation, ceiling)
 
     async def execute(
         self, admitted: Admitted, progress: Progress, key: Hashable | None = None
@@ -201,8 +222,10 @@ class Bridge:
         with anyio.CancelScope() as stop:
             self._track(stop, key)
             try:
+                client = admitted.client
+                share = (client.name, client.max_concurrency) if client else None
                 async with self.slots.slot(tool, admitted.policy.max_concurrency,
-                                           progress.queued):
+                                           progress.queued, share):
                     spend.ran = True
                     outcome, structured = await self._run(admitted, limits, progress, began,
                                                           spend)
@@ -247,7 +270,9 @@ class Bridge:
             raise
         async def on_event(event: Event) -> None:
             if isinstance(event, ResultEvent) and event.total_cost_usd is not None:
-                spend.reported = event.total_cost_usd
+                spend.reported = cost = event.total_cost_usd
+                await retried(lambda: self.ledger.note_cost(admitted.call_id, cost),
+                              f"recording the cost of call {admitted.call_id[:8]}")
             await progress.on_event(event)
 
         async def on_spawn(child: Identity) -> None:
@@ -275,6 +300,22 @@ class Bridge:
                          call_id[:8], len(outcome.message), exc)
             return bounded(outcome, limit, None, exc.strerror or str(exc))
         return bounded(outcome, limit, uri)
+
+    async def _session_refusal(self, tool: str, session_id: str | None) -> Refusal | None:
+        """A session resumes only through the tool that created it (the ledger knows which):
+        another tool's session would run its conversation under this tool's policy."""
+        if session_id is None:
+            return None
+        owner = await anyio.to_thread.run_sync(self.ledger.session_tool, session_id)
+        if owner == tool:
+            return None
+        if owner is None:
+            return Refusal("policy", f"session_id {session_id} is not a session of {tool}: no "
+                           "call through this bridge reported it; pass the session_id of an "
+                           f"earlier {tool} result, or leave it out to start a new session")
+        return Refusal("policy", f"session_id {session_id} belongs to {owner}, not {tool}: a "
+                       "session continues only with the tool that started it; call "
+                       f"{owner} to follow it up, or leave session_id out")
 
     def _plan(
         self, definition: Definition, policy: ToolPolicy, arguments: CallArguments,
