@@ -8,7 +8,6 @@ within a root, sorted by path, so the first candidate for a name is the one that
 from __future__ import annotations
 
 import os
-import pwd
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,13 +57,14 @@ def user_config_dir(environ: Mapping[str, str]) -> Path:
     configured = environ.get(CONFIG_DIR_VAR, "")
     if configured:
         return Path(configured)
-    return Path(environ.get("HOME") or _passwd_home()) / ".claude"
+    return Path(environ.get("HOME") or _home()) / ".claude"
 
 
-def _passwd_home() -> str:
+def _home() -> Path:
+    # Path.home(): the password database on POSIX, USERPROFILE on Windows (no pwd there).
     try:
-        return pwd.getpwuid(os.getuid()).pw_dir
-    except KeyError:
+        return Path.home()
+    except (RuntimeError, KeyError):
         raise LookupError(
             f"cannot find the Claude config dir: set {CONFIG_DIR_VAR} or HOME"
         ) from None

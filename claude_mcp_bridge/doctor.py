@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from agents_registry import load_registry
 
+from . import platform
 from .errors import LedgerError
 from .hygiene import description_warnings
 from .ledger import Ledger
@@ -46,6 +49,7 @@ class Check:
 def run_checks(settings: Settings) -> list[Check]:
     checks = [*_claude_checks(settings), _definitions_check(settings), _ledger_check(settings)]
     checks.append(_config_check(settings))
+    checks += platform_checks(platform.KIND, settings.claude.path, sys.executable)
     if settings.depth >= settings.config.limits.max_depth:
         checks.append(Check("depth", "warn", f"this bridge runs at depth {settings.depth}, at or "
                                              "beyond max_depth: it will refuse every call"))
@@ -144,3 +148,41 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return None
+
+
+_TREES = {
+    "posix": "each call in its own process group; its tree ends with it, and with the "
+             "bridge through the watchdog",
+    "windows": "each call in a Job Object that ends its tree with the call and when the "
+               "bridge exits, and a watchdog",
+    "portable": "CLAUDE_MCP_BRIDGE_PLATFORM=portable: the Windows code paths without Job "
+                "Objects or process groups, meant for tests; unset it",
+}
+NATIVE_INSTALL = ("install the native build (PowerShell: `irm https://claude.ai/install.ps1 | "
+                  "iex`, which puts claude.exe in %USERPROFILE%\\.local\\bin)")
+
+
+def platform_checks(kind: platform.Kind, claude: Path | None, python: str) -> list[Check]:
+    """What this system needs that others do not, with its usual fixes."""
+    checks = [Check("platform", "warn" if kind == "portable" else "ok",
+                    f"{kind} ({sys.platform}): {_TREES[kind]}")]
+    if kind != "windows":
+        return checks
+    if claude is None:
+        checks.append(Check("claude on Windows", "fail",
+                            f"{NATIVE_INSTALL}, or add npm's folder %APPDATA%\\npm (claude.cmd) "
+                            "to PATH in Settings > System > About > Advanced system settings > "
+                            f"Environment Variables, or set {CLAUDE_BIN_VAR} to the full path "
+                            "(`where.exe claude` shows it); restart Claude Desktop afterwards"))
+    elif claude.suffix.lower() in (".cmd", ".bat"):
+        checks.append(Check("claude on Windows", "warn",
+                            f"{claude} is npm's batch shim: its arguments pass through cmd.exe, "
+                            "which mangles quotes, % and ^ in prompts and agent definitions; "
+                            f"{NATIVE_INSTALL} and point {CLAUDE_BIN_VAR} at claude.exe"))
+    if platform.is_app_alias(python):
+        checks.append(Check("python on Windows", "warn",
+                            f"{python} is a Microsoft Store app alias (WindowsApps), which a "
+                            "client may not be able to start: install Python from python.org "
+                            "or use `uvx claude-mcp-bridge`, and turn the alias off in Settings "
+                            "> Apps > Advanced app settings > App execution aliases"))
+    return checks

@@ -1,8 +1,10 @@
 """Processes the bridge starts and must end, and processes it must recognise later.
 
-- ``start_group_leader``: a child as the leader of a new process group (POSIX session).
+- ``start_group_leader``: a child as the root of a tree the bridge can end (a new
+  session on POSIX, a Job Object on Windows; see ``platform.py``).
 - ``CallTree``: that child and every descendant it is seen to have, including those that
-  left its group (``setsid``); ``end`` signals them all (SIGTERM, bounded grace, SIGKILL).
+  left its group (``setsid``); ``end`` stops them all (terminate, bounded grace, kill:
+  SIGTERM and SIGKILL on POSIX, TerminateProcess and the Job Object on Windows).
   The tree is refreshed while the call runs, so a descendant whose parent exited is still
   known by pid and creation time.
 - ``Watchdog``: a small separate process (``python -m claude_mcp_bridge.watchdog``) that
@@ -11,7 +13,9 @@
 - Identity: a process is named by pid *and* creation time, so a reused pid is never
   signalled and ledger recovery can tell a dead bridge from a live one.
 
-Everything here goes through psutil, which serves Linux, macOS and Windows alike.
+Identity, liveness and signals go through psutil, which serves Linux, macOS and Windows
+alike; what differs between systems (starting, containing, process groups) is asked of
+``platform.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -33,10 +36,12 @@ import anyio
 import psutil
 from anyio.abc import Process
 
+from . import platform
+
 logger = logging.getLogger(__name__)
 
 WATCHDOG_GRACE_S = 3.0
-"""How long the watchdog waits between SIGTERM and SIGKILL after the bridge died."""
+"""How long the watchdog waits between terminating and killing after the bridge died."""
 
 
 @dataclass(frozen=True)
@@ -72,16 +77,9 @@ class Identity:
 async def start_group_leader(
     argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]
 ) -> Process:
-    """Start ``argv`` with pipes as the leader of a new process group (raises ``OSError``)."""
-    return await anyio.open_process(
-        list(argv),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=dict(env),
-        start_new_session=True,
-    )
+    """Start ``argv`` with pipes as the root of a tree the bridge can end: the leader of a
+    new process group on POSIX, in a Job Object on Windows (raises ``OSError``)."""
+    return await platform.start_tree_root(argv, cwd=cwd, env=env)
 
 
 class CallTree:
@@ -115,17 +113,19 @@ class CallTree:
         return [p for p in (i.process() for i in self.known.values()) if p is not None]
 
     async def end(self, grace_s: float) -> bool:
-        """SIGTERM everything known and alive, wait up to ``grace_s``, then SIGKILL what is
-        left. Returns True when a signal had to be sent. Every wait is bounded."""
+        """Terminate everything known and alive, wait up to ``grace_s``, then kill what is
+        left, then end the tree's container (Windows: its Job Object). Returns True when a
+        process had to be stopped. Every wait is bounded."""
         await anyio.to_thread.run_sync(self.refresh)
         living = self.alive()
         if living:
-            _send(living, signal.SIGTERM)
+            _terminate(living)
             if not await _gone_within(self, grace_s):
-                logger.warning("process tree of %s ignored SIGTERM for %.1fs; sending SIGKILL",
+                logger.warning("process tree of %s still runs %.1fs after terminate; killing it",
                                self.leader_pid, grace_s)
-                _send(self.alive(), signal.SIGKILL)
+                _kill(self.alive())
                 await _gone_within(self, grace_s)
+        platform.end_contained(self.leader_pid)
         if self._watchdog is not None:
             self._watchdog.forget(self.known.values())
         return bool(living)
@@ -154,21 +154,22 @@ def end_trees_now(roots: Iterable[Identity], grace_s: float) -> int:
             process = identity.process()
             if process is not None:
                 living[process.pid] = process
-    _send(living.values(), signal.SIGTERM)
+    _terminate(living.values())
     _, still = psutil.wait_procs(list(living.values()), timeout=grace_s)
-    _send(still, signal.SIGKILL)
+    _kill(still)
     psutil.wait_procs(still, timeout=grace_s)
     return alive
 
 
 def _tree(pid: int) -> list[Identity]:
-    """The process, its descendants, and the members of its process group (POSIX; the
-    group outlives its leader, so it is searched even when the leader is gone)."""
+    """The process, its descendants, and the members of its process group where a tree
+    has one (POSIX; the group outlives its leader, so it is searched even when the leader
+    is gone)."""
     members: list[psutil.Process] = []
     with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
         root = psutil.Process(pid)
         members = [root, *root.children(recursive=True)]
-    if hasattr(os, "getpgid"):
+    if platform.walks_process_groups():
         members += _group_members(pid, {p.pid for p in members})
     found = []
     for process in members:
@@ -182,16 +183,23 @@ def _group_members(pgid: int, seen: set[int]) -> list[psutil.Process]:
     for process in psutil.process_iter():
         if process.pid in seen:
             continue
-        with contextlib.suppress(OSError, psutil.Error):
-            if os.getpgid(process.pid) == pgid:
-                members.append(process)
+        if platform.process_group(process.pid) == pgid:
+            members.append(process)
     return members
 
 
-def _send(processes: Iterable[psutil.Process], sig: signal.Signals) -> None:
+def _terminate(processes: Iterable[psutil.Process]) -> None:
+    """SIGTERM on POSIX; on Windows TerminateProcess (there is no gentler request)."""
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
-            process.send_signal(sig)
+            process.terminate()
+
+
+def _kill(processes: Iterable[psutil.Process]) -> None:
+    """SIGKILL on POSIX; on Windows TerminateProcess."""
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+            process.kill()
 
 
 async def _gone_within(tree: CallTree, seconds: float) -> bool:
@@ -229,7 +237,7 @@ class Watchdog:
             process = subprocess.Popen(
                 [sys.executable, "-m", "claude_mcp_bridge.watchdog", str(os.getpid()),
                  str(grace_s)],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, **platform.detached_options())
         except OSError as exc:
             logger.warning("no watchdog (%s): children outlive a crash of the bridge until "
                            "the next start recovers them", exc)

@@ -133,7 +133,7 @@ def install(service: Service, *, start: bool) -> list[str]:
     else:
         service.log_file.parent.mkdir(parents=True, exist_ok=True)
         service.path.write_bytes(launchd_plist(service))
-        commands = [["launchctl", "bootstrap", f"gui/{os.getuid()}", str(service.path)]]
+        commands = [["launchctl", "bootstrap", _gui_domain(), str(service.path)]]
     told = [f"wrote {service.path}"]
     if not start:
         return [*told, "start it with: " + " && ".join(shlex.join(c) for c in commands)]
@@ -144,6 +144,13 @@ def install(service: Service, *, start: bool) -> list[str]:
     return [*told, "started; it answers /ready"]
 
 
+def _gui_domain() -> str:
+    """launchd's domain for this user's GUI session (macOS only; os.getuid is POSIX)."""
+    if sys.platform == "win32":
+        raise RuntimeError("launchd exists only on macOS")
+    return f"gui/{os.getuid()}"
+
+
 def status(service: Service) -> int:
     if not service.path.exists():
         print(f"not installed ({service.path} does not exist)")
@@ -151,7 +158,7 @@ def status(service: Service) -> int:
     if service.platform == "linux":
         command = ["systemctl", "--user", "status", "--no-pager", UNIT]
     else:
-        command = ["launchctl", "print", f"gui/{os.getuid()}/{LABEL}"]
+        command = ["launchctl", "print", f"{_gui_domain()}/{LABEL}"]
     print(f"installed: {service.path}", flush=True)
     return subprocess.run(command).returncode
 
@@ -161,7 +168,7 @@ def uninstall(service: Service) -> list[str]:
         stop = [["systemctl", "--user", "disable", "--now", UNIT]]
         after = [["systemctl", "--user", "daemon-reload"]]
     else:
-        stop = [["launchctl", "bootout", f"gui/{os.getuid()}/{LABEL}"]]
+        stop = [["launchctl", "bootout", f"{_gui_domain()}/{LABEL}"]]
         after = []
     if not service.path.exists():
         return [f"not installed ({service.path} does not exist)"]

@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from agents_registry import Roots
 
+from . import platform
 from .config import Config
 
 DEPTH_VAR = "CLAUDE_MCP_BRIDGE_DEPTH"
@@ -32,9 +33,10 @@ class ClaudeExecutable:
     searched: str
 
     def missing_message(self) -> str:
+        shows = "`where.exe claude`" if platform.KIND == "windows" else "`which claude`"
         return (
             f"the claude executable was not found ({self.searched}); install Claude Code "
-            f"or set {CLAUDE_BIN_VAR} to its absolute path (`which claude` in a terminal shows it)"
+            f"or set {CLAUDE_BIN_VAR} to its absolute path ({shows} in a terminal shows it)"
         )
 
 
@@ -69,21 +71,11 @@ class Settings:
         return self.roots.project_dir or Path.cwd()
 
 
-_FALLBACK_LOCATIONS = (
-    "~/.claude/local/claude",
-    "~/.local/bin/claude",
-    "~/.npm-global/bin/claude",
-    "~/.bun/bin/claude",
-    "/usr/local/bin/claude",
-    "/opt/homebrew/bin/claude",
-)
-
-
 def find_claude(environ: Mapping[str, str]) -> ClaudeExecutable:
     """Resolve ``claude`` to an absolute path once.
 
     Claude Desktop starts servers with a thin PATH (no nvm, no login shell), so the
-    usual install locations are tried after PATH.
+    usual install places of this system (``platform.claude_places``) are tried after PATH.
     """
     explicit = environ.get(CLAUDE_BIN_VAR, "").strip()
     if explicit:
@@ -91,17 +83,19 @@ def find_claude(environ: Mapping[str, str]) -> ClaudeExecutable:
         if _is_executable(path):
             return ClaudeExecutable(path.absolute(), f"{CLAUDE_BIN_VAR}={explicit}")
         return ClaudeExecutable(None, f"{CLAUDE_BIN_VAR}={explicit} is not an executable file")
-    found = shutil.which("claude", path=environ.get("PATH", ""))
-    if found:
-        return ClaudeExecutable(Path(found).absolute(), "PATH")
-    home = environ.get("HOME", "")
-    for location in _FALLBACK_LOCATIONS:
-        if "~" in location and not home:
-            continue
-        candidate = Path(location.replace("~", home, 1))
-        if _is_executable(candidate):
-            return ClaudeExecutable(candidate, location)
-    return ClaudeExecutable(None, "not on PATH nor in " + ", ".join(_FALLBACK_LOCATIONS))
+    search_path = os.pathsep.join(
+        folder for folder in environ.get("PATH", "").split(os.pathsep)
+        if folder and not platform.is_app_alias(folder))  # a Store app's alias, not Claude Code
+    for name in platform.claude_names():
+        found = shutil.which(name, path=search_path)
+        if found:
+            return ClaudeExecutable(Path(found).absolute(), "PATH")
+    places = platform.claude_places()
+    for place in places:
+        candidate = place.resolve(environ)
+        if candidate is not None and _is_executable(candidate):
+            return ClaudeExecutable(candidate, place.shown())
+    return ClaudeExecutable(None, "not on PATH nor in " + ", ".join(p.shown() for p in places))
 
 
 def _is_executable(path: Path) -> bool:

@@ -4,27 +4,25 @@ Started by ``processes.Watchdog.start`` in a session of its own, it reads lines 
 the bridge on stdin: ``+ PID CREATED`` registers a process, ``- PID CREATED`` forgets
 it. When stdin closes and the bridge is gone (``kill -9``, the OOM killer, a crash),
 it ends every registered process still alive with its creation time unchanged, with
-its descendants and group: SIGTERM, a grace period, SIGKILL.
+its descendants and group: terminate, a grace period, kill.
 
     python -m claude_mcp_bridge.watchdog BRIDGE_PID GRACE_S
 """
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import psutil
 
+from . import platform
 from .processes import Identity, end_trees_now
 
 
 def main(argv: list[str]) -> int:
     grace_s = float(argv[2]) if len(argv) > 2 else 5.0
     # A terminal's Ctrl-C or a client closing the bridge's group must not end the guard.
-    for name in ("SIGINT", "SIGHUP", "SIGTERM"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    platform.ignore_shutdown_signals()
     watched: dict[Identity, None] = {}
     for line in sys.stdin:
         parts = line.split()

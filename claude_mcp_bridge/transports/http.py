@@ -53,6 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..clients import CLIENT_SCOPE_KEY, NO_CLIENTS, Clients
 from ..config import HttpConfig
+from ..platform import shutdown_signals
 from ..server import POST_SCOPE_KEY, Bridge
 from .guards import HostAndOrigin, JsonDepthLimit
 from .limits import ConnectionLimits, GuardedListener, guarded_protocol, raise_fd_limit
@@ -365,7 +366,7 @@ async def serve_http(
         async def stop_on_signal() -> None:
             # The receiver stays open until the server is down: a second signal must not
             # kill the process mid-drain (it stops the calls in flight at once instead).
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as got:
+            with shutdown_signals() as got:
                 async for signum in got:
                     name = signal.Signals(signum).name
                     if not bridge.calls.draining:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import resource
 import socket
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -33,6 +32,8 @@ import h11
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
+
+from ..platform import raise_descriptor_limit
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +48,8 @@ _ACCEPT_QUEUE = 2048
 
 
 def raise_fd_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE towards the hard one; return the soft limit in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = _FD_TARGET if hard == resource.RLIM_INFINITY else min(hard, _FD_TARGET)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError) as exc:
-            logger.warning("cannot raise the descriptor limit from %d to %d: %s",
-                           soft, target, exc)
-    return _FD_TARGET if soft == resource.RLIM_INFINITY else soft
+    """Raise the descriptor limit towards ``_FD_TARGET``; return the limit in force."""
+    return raise_descriptor_limit(_FD_TARGET)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,11 @@ snippet. Claude Code here is the real CLI started at the repo root, as a user wo
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +25,8 @@ def test_the_shipped_configs_start_this_bridge():
     for path in (REPO / ".mcp.json", REPO / "examples" / "claude_desktop_config.json"):
         [entry] = json.loads(path.read_text())["mcpServers"].values()
         assert is_bridge_entry(entry), path
-        assert entry["args"][0] == "serve"
+        assert "serve" in entry["args"]
+        assert ".venv/bin" not in json.dumps(entry)  # a path that exists on POSIX only
         # a child of the bridge would otherwise load this file again (claude -p reads the
         # .mcp.json of every parent directory) and start the bridge inside itself
         assert "--strict-mcp-config" in entry["args"]
@@ -39,7 +43,9 @@ def test_claude_code_at_the_repo_root_reaches_the_calendar_through_the_bridge(
                                 "start": "2026-03-10T09:00", "duration_minutes": 30,
                                 "attendees": ["bob"]}}},
         {"text": "Booked event 1."}, {"text": "The scheduler booked it."})
-    env = real_cli.env(CLAUDE_MCP_BRIDGE_CLAUDE_BIN=str(real_cli.shim),
+    # .mcp.json starts `python -m claude_mcp_bridge`: as for a developer whose venv is active
+    active_venv = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = real_cli.env(PATH=active_venv, CLAUDE_MCP_BRIDGE_CLAUDE_BIN=str(real_cli.shim),
                        CLAUDE_MCP_BRIDGE_DATA_DIR=str(tmp_path / "data"),
                        CALENDAR_DB=str(store.path))
     done = subprocess.run(
