@@ -41,10 +41,9 @@ from agents_registry import Diagnostic, Kind, Roots
 from agents_registry.definitions import validation_reason
 
 from ..arguments import CallArguments
+from . import SUFFIXES, TESTS_DIR
 from .checks import Check, JsonSchema, parse_check
 
-TESTS_DIR = "agent-tests"
-SUFFIXES = (".yaml", ".yml")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
