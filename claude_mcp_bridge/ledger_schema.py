@@ -4,7 +4,9 @@ The schema version is ``PRAGMA user_version``. Version 1: ``calls``, one row per
 Version 2 adds ``test_results``: one row per run of an agent-test case, with the
 definition's content hash. Version 3 adds the call's child (``child_pid`` and
 ``child_created``, its creation time), so recovery after a crash can end a child that
-outlived its bridge without ever signalling a reused pid.
+outlived its bridge without ever signalling a reused pid. Version 4 adds ``wall_ms``, the
+call's wall time from its start to its answer, beside ``duration_ms``, which is now the CLI's
+own ``duration_ms`` (it leaves out the bridge's queue and the CLI's start-up).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE calls ADD COLUMN child_pid INTEGER",
         "ALTER TABLE calls ADD COLUMN child_created REAL",
     ),
+    ("ALTER TABLE calls ADD COLUMN wall_ms INTEGER",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

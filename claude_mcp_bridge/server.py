@@ -358,7 +358,7 @@ async def _list_resources(
 
     return types.ListResourcesResult(resources=[types.Resource(
         uri=USAGE_URI, name="usage", title="Usage and budget",
-        description="Calls, success rate, p50/p95 duration and cost per tool over the last "
+        description="Calls, success rate, p50/p95 wall time and cost per tool over the last "
                     "7 days, and the budget left today and this month.",
         mime_type="application/json")])
 
