@@ -30,7 +30,8 @@ class AnswerStore:
         return self._read(call_id, ".txt")
 
     def keep_reply(self, job_id: str, reply: Reply) -> None:
-        body = {"text": reply.text, "is_error": reply.is_error, "structured": reply.structured}
+        body = {"text": reply.text, "is_error": reply.is_error, "structured": reply.structured,
+                "meta": reply.meta}
         self._write(job_id, ".json", json.dumps(body))
 
     def reply(self, job_id: str) -> Reply | None:
@@ -39,7 +40,7 @@ class AnswerStore:
         if text is None:
             return None
         body = json.loads(text)
-        return Reply(body["text"], body["structured"], bool(body["is_error"]))
+        return Reply(body["text"], body["structured"], bool(body["is_error"]), body.get("meta"))
 
     def _write(self, call_id: str, suffix: str, text: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

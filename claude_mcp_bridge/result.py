@@ -9,9 +9,11 @@ message a person can act on; none becomes a protocol error.
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from .arguments import CallOutput
+from .arguments import USAGE_META, CallOutput
 from .outcomes import Outcome, Reply
 from .runner import Limits, RunResult
 
@@ -29,13 +31,16 @@ class CallReport:
     outcome: Outcome
     message: str
     output: CallOutput
+    usage: Mapping[str, Any] = field(default_factory=dict)
+    """Token counts as the CLI reported them (for the ledger and the result's ``_meta``)."""
 
 
 def report(tool: str, run: RunResult, limits: Limits) -> CallReport:
     failure = _failure(run, limits)
     outcome: Outcome = "ok" if failure is None else ("timeout" if run.timed_out else "error")
     message = run.result.text if failure is None and run.result else f"{tool}: {failure}"
-    return CallReport(outcome, message, _output(run, message, failure is not None))
+    usage = run.result.usage if run.result else {}
+    return CallReport(outcome, message, _output(run, message, failure is not None), usage)
 
 
 def _failure(run: RunResult, limits: Limits) -> str | None:
@@ -69,8 +74,8 @@ def _output(run: RunResult, message: str, is_error: bool) -> CallOutput:
         cost_usd=result.total_cost_usd if result else None,
         num_turns=result.num_turns if result else None,
         duration_ms=result.duration_ms if result else int(run.duration_s * 1000),
-        usage=result.usage if result else {},
-        permission_denials=list(result.permission_denials) if result else [],
+        permission_denials=[d for d in result.permission_denials if isinstance(d, dict)]
+        if result else [],
     )
 
 
@@ -116,5 +121,8 @@ def bounded(call: CallReport, max_chars: int, full_text_at: str | None,
 
 
 def reply(call: CallReport) -> Reply:
-    """The caller's view of a finished call: the answer, and its facts as structured data."""
-    return Reply(call.message, call.output.model_dump(mode="json"), call.outcome != "ok")
+    """The caller's view of a finished call: the answer, the facts it acts on as structured
+    data (``full_result`` only when the answer was cut), the token counts as metadata."""
+    structured = call.output.model_dump(mode="json", exclude_defaults=True)
+    return Reply(call.message, structured, call.outcome != "ok",
+                 meta={USAGE_META: dict(call.usage)} if call.usage else None)

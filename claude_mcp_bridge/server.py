@@ -343,7 +343,7 @@ def session_progress(session: Any) -> Progress:
 def to_call_tool_result(reply: Reply) -> types.CallToolResult:
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=reply.text)],
-        structured_content=reply.structured, is_error=reply.is_error)
+        structured_content=reply.structured, is_error=reply.is_error, _meta=reply.meta)
 
 
 def _text_resource(uri: str, mime_type: str, text: str) -> types.ReadResourceResult:

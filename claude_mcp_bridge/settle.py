@@ -51,7 +51,7 @@ class Settler:
         error = call.message if call.outcome != "ok" else None
         await self._write(call_id, Settlement(
             outcome=call.outcome, cost_usd=cost, num_turns=output.num_turns,
-            session_id=output.session_id, usage=_tokens(output.usage), error=error,
+            session_id=output.session_id, usage=_tokens(call.usage), error=error,
             duration_ms=output.duration_ms, wall_ms=_wall_ms(began)))
         _log_end(call_id, tool, call.outcome, cost, began, error[:200] if error else None)
 

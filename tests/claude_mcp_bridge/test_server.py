@@ -1,5 +1,6 @@
 """The MCP server through the SDK's own client, in memory, in both protocol eras."""
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -65,6 +66,24 @@ async def test_a_call_returns_the_answer_with_cost_and_session(workspace, fake_c
     assert progress[0] == "starting agent reviewer"
     assert "wrote 2 words" in progress
     assert fake_claude.last()["stdin"] == "review x"
+
+
+async def test_the_structured_result_is_lean_and_token_counts_go_to_meta(workspace, fake_claude,
+                                                                         mode):
+    # Claude Code hands the calling model the structuredContent (issue 15): what it acts on,
+    # not the token details
+    workspace.agent("reviewer")
+    usage = {"input_tokens": 1200, "output_tokens": 80, "cache_read_input_tokens": 9000}
+    fake_claude.script([{"init": {}}, {"text": "Looks good."},
+                        {"result": {"total_cost_usd": 0.42, "num_turns": 2, "usage": usage}}])
+    with make_server(workspace, fake_claude) as server:
+        async with Client(server, mode=mode) as client:
+            result = await client.call_tool("agent_reviewer", {"prompt": "review x"})
+    assert set(result.structured_content) == {
+        "result", "is_error", "session_id", "cost_usd", "num_turns", "duration_ms",
+        "permission_denials"}
+    assert len(json.dumps(result.structured_content)) < 250
+    assert result.meta is not None and result.meta["usage"] == usage
 
 
 async def test_progress_names_the_tools_the_agent_runs(workspace, fake_claude):
