@@ -16,12 +16,17 @@ from typing import Any
 from .arguments import USAGE_META, CallOutput
 from .outcomes import Outcome, Reply
 from .runner import Limits, RunResult
+from .settings import client_env_hint
 
 _SUBTYPE_HINTS = {
     "error_max_turns": "the agent reached its turn limit; raise max_turns or narrow the task",
     "error_max_budget_usd": "the agent reached its budget; raise max_budget_usd or narrow the task",
     "error_during_execution": "the run was interrupted",
 }
+NOT_LOGGED_IN = "Not logged in"
+"""How the CLI's result starts when it found neither a login nor ``ANTHROPIC_API_KEY``."""
+_LOGIN_HINT = ("run `claude` and `/login` as the user the MCP client runs as, or give the "
+               "server a key. " + client_env_hint("ANTHROPIC_API_KEY", "sk-ant-..."))
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ def _failure(run: RunResult, limits: Limits) -> str | None:
     if result.is_error:
         hint = _SUBTYPE_HINTS.get(result.subtype)
         detail = result.text or result.subtype
+        if detail.startswith(NOT_LOGGED_IN):
+            hint = _LOGIN_HINT
         return detail + (f" ({hint})" if hint else "")
     if run.exit_code not in (0, None) and not run.killed:
         return f"the CLI exited with {_exit(run.exit_code)} after its result{_stderr(run)}"

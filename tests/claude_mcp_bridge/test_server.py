@@ -168,7 +168,30 @@ async def test_a_missing_claude_says_what_to_set(workspace, fake_claude):
         async with Client(server) as client:
             result = await client.call_tool("agent_reviewer", {"prompt": "go"})
     assert result.is_error
-    assert "CLAUDE_MCP_BRIDGE_CLAUDE_BIN" in result.content[0].text
+    text = result.content[0].text
+    assert "set CLAUDE_MCP_BRIDGE_CLAUDE_BIN to its absolute path" in text
+    # the client started the server: say that its environment is not the shell's, and how
+    assert "MCP clients do not pass your shell's environment" in text
+    assert '"env": {"CLAUDE_MCP_BRIDGE_CLAUDE_BIN": ' in text
+    assert "claude mcp add -e CLAUDE_MCP_BRIDGE_CLAUDE_BIN=" in text
+    assert "`-e CLAUDE_MCP_BRIDGE_CLAUDE_BIN=...` for the MCP Inspector" in text
+
+
+async def test_not_logged_in_says_the_client_does_not_pass_the_shells_environment(
+        workspace, fake_claude):
+    workspace.agent("reviewer")
+    fake_claude.script([{"init": {}}, {"result": {"is_error": True, "subtype": "success",
+                                                  "result": "Not logged in · Please run /login"}}])
+    with make_server(workspace, fake_claude) as server:
+        async with Client(server) as client:
+            result = await client.call_tool("agent_reviewer", {"prompt": "go"})
+    assert result.is_error
+    text = result.content[0].text
+    assert text.startswith("agent_reviewer: Not logged in · Please run /login (run `claude`")
+    assert "MCP clients do not pass your shell's environment" in text
+    assert '"env": {"ANTHROPIC_API_KEY": ' in text
+    assert "claude mcp add -e ANTHROPIC_API_KEY=" in text
+    assert "`-e ANTHROPIC_API_KEY=...` for the MCP Inspector" in text
 
 
 async def test_a_timeout_is_a_tool_error_and_kills_the_child(workspace, fake_claude, mode):
