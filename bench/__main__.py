@@ -19,6 +19,7 @@ from .reload import bench_reload
 from .report import Table, machine
 from .router_eval import bench_router
 from .scale import bench_scale
+from .startup import bench_startup
 from .streaming import bench_streaming
 from .workspace import BENCH_DIR
 
@@ -29,6 +30,7 @@ BENCHES: dict[str, Callable[[Options], Awaitable[Table]]] = {
     "streaming": bench_streaming,
     "reload": bench_reload,
     "router": bench_router,
+    "startup": bench_startup,
 }
 
 

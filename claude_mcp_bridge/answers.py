@@ -122,9 +122,9 @@ class AnswerStore:
 
 def _reply_json(reply: Reply) -> str:
     return json.dumps({"text": reply.text, "is_error": reply.is_error,
-                       "structured": reply.structured})
+                       "structured": reply.structured, "meta": reply.meta})
 
 
 def _reply_of(text: str) -> Reply:
     body = json.loads(text)
-    return Reply(body["text"], body["structured"], bool(body["is_error"]))
+    return Reply(body["text"], body["structured"], bool(body["is_error"]), body.get("meta"))

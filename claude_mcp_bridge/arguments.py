@@ -65,7 +65,12 @@ class CallArguments(BaseModel):
 
 
 class CallOutput(BaseModel):
-    """The structuredContent of a tool result; its JSON schema is the outputSchema."""
+    """The structuredContent of a tool result; its JSON schema is the outputSchema.
+
+    Claude Code gives the calling model this JSON (not the text) when it is present, so it
+    holds only what the caller acts on; token counts go to the result's ``_meta``
+    (``USAGE_META``).
+    """
 
     result: str = Field(description="The agent's final answer (or what went wrong).")
     is_error: bool
@@ -73,13 +78,16 @@ class CallOutput(BaseModel):
     cost_usd: float | None
     num_turns: int | None
     duration_ms: int | None
-    usage: dict[str, Any] = Field(description="Token counts reported by the CLI.")
-    permission_denials: list[Any] = Field(description="Tool uses the agent was refused.")
+    permission_denials: list[dict[str, Any]] = Field(
+        description="Tool uses the agent was refused: tool_name, tool_input.")
     full_result: str | None = Field(
         default=None,
         description="When the answer was cut to the size limit: the resource URI of the whole "
                     "answer (read it with resources/read).")
 
+
+USAGE_META = "usage"
+"""The key of the token counts (as the CLI reports them) in a call result's ``_meta``."""
 
 _JSON_SCHEMA_WORDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum",
                       "lt": "exclusiveMaximum"}

@@ -6,11 +6,12 @@ and ``test_agent``. Their handlers live with their features (``jobs.py``, ``rout
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 import mcp_types as types
 
-from .agent_tests.mcp_tool import TOOL_NAME, TestAgentArguments
+from .agent_tests.arguments import TOOL_NAME, TestAgentArguments
 from .arguments import INPUT_SCHEMA
 from .jobs import MAX_WAIT_S
 
@@ -88,7 +89,9 @@ def _router_tools(call_schema: Mapping[str, Any]) -> tuple[types.Tool, ...]:
 ROUTER_TOOLS = _router_tools(INPUT_SCHEMA)
 
 
-def _test_tool() -> types.Tool:
+@cache
+def agent_test_tool() -> types.Tool:
+    """``test_agent``, described for clients (its runner loads on the first call)."""
     return types.Tool(
         name=TOOL_NAME,
         title="Test an agent or skill",
@@ -103,5 +106,3 @@ def _test_tool() -> types.Tool:
             idempotent_hint=False, open_world_hint=True),
     )
 
-
-TEST_TOOL = _test_tool()

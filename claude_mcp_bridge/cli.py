@@ -12,33 +12,34 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import platformdirs
-
-from agents_registry import Roots, user_config_dir
 
 from . import __version__, logs, service
 from .agent_tests import cli as agent_tests
-from .bridge import load_catalog, open_bridge
-from .catalog import Catalog
-from .clients import Clients
-from .config import CONFIG_VAR, config_path, load_config
 from .errors import BridgeError, ConfigError
-from .forwarding import forwarded_mcp
-from .listing import listing, listing_text
-from .reload import watch, watch_file
-from .settings import DATA_DIR_VAR, Settings, find_claude, read_depth
 
-if TYPE_CHECKING:  # the server, the SDK and the HTTP stack load only for ``serve``
+# Every command builds this module's parser, and ``serve`` over stdio must answer
+# ``initialize`` within a few milliseconds of the SDK's own imports (Claude Code starts its
+# first turn without servers that are still connecting): the config, discovery, the bridge,
+# the server and the HTTP stack load where a command needs them.
+if TYPE_CHECKING:
+
+    from .bridge import Bridge
+    from .catalog import Catalog
     from .jobs import JobBoard
     from .server import BridgeServer
+    from .settings import Settings
 
 logger = logging.getLogger("claude_mcp_bridge")
+
+HANDSHAKE_WAIT_S = 0.5
+"""Over stdio the bridge is built once the client's handshake is answered, or after this long."""
 
 LARGE_CATALOG = 100
 """Beyond this many tools, start-up suggests router mode."""
@@ -48,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logs.configure(args.log_level, args.log_format)
+    if args.command == "serve" and args.transport == "stdio":
+        return _guarded(_serve_stdio, args)
     try:
         settings = build_settings(args, os.environ)
     except ConfigError as exc:
@@ -65,9 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         _doctor(args, settings)
         return 1
-    handler = _COMMANDS[args.command]
+    return _guarded(_COMMANDS[args.command], args, settings)
+
+
+def _guarded(command: Callable[..., int], *args: Any) -> int:
+    """Run a command; a failure is one line on stderr and an exit code, never a traceback."""
     try:
-        return handler(args, settings)
+        return command(*args)
     except KeyboardInterrupt:
         return 130
     except (BridgeError, OSError) as exc:  # the message names the path and the fix
@@ -84,6 +91,12 @@ def build_settings(
     args: argparse.Namespace, environ: Mapping[str, str], *, defaults: bool = False
 ) -> Settings:
     """Settings from flags, environment and the config file (``defaults``: ignore the file)."""
+    from agents_registry import Roots, user_config_dir
+
+    from .config import config_path, load_config
+    from .forwarding import forwarded_mcp
+    from .settings import Settings, find_claude, read_depth
+
     config_file = None if defaults else config_path(args.config, environ, _default_config_file())
     config = load_config(config_file)
     if args.timeout is not None:
@@ -119,47 +132,105 @@ def build_settings(
 
 
 def _default_config_file() -> Path:
+    import platformdirs
+
     return Path(platformdirs.user_config_dir("claude-mcp-bridge")) / "config.toml"
 
 
 def _data_dir(environ: Mapping[str, str]) -> Path:
+    import platformdirs
+
+    from .settings import DATA_DIR_VAR
+
     override = environ.get(DATA_DIR_VAR, "").strip()
     return Path(override).expanduser() if override else Path(
         platformdirs.user_data_dir("claude-mcp-bridge"))
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """``serve`` over HTTP (stdio takes ``_serve_stdio``)."""
+    from .bridge import open_bridge
     from .jobs import JobBoard
     from .server import create_server
     from .transports.http import TOKEN_VAR, HttpOptions, serve_http
-    from .transports.stdio import serve_stdio
 
     options = HttpOptions.from_config(settings.config.http, host=args.host, port=args.port,
                                       token=os.environ.get(TOKEN_VAR, "").strip() or None)
     if options.token:
         logs.configure(args.log_level, args.log_format, secrets=[options.token])
+    from .clients import Clients
+
     clients = Clients.from_config(settings.config)
-    if args.transport != "stdio" and (problem := options.problem(clients)):
+    if problem := options.problem(clients):
         print(f"claude-mcp-bridge: {problem}", file=sys.stderr)
         return 2
     with open_bridge(settings) as bridge:
         _log_start(settings, bridge.catalog)
-        # What start-up built (modules, the catalog) lives as long as the server: keep it
-        # out of every later garbage collection (measured: tools/list of 2,500 tools -25%).
-        gc.collect()
-        gc.freeze()
+        _freeze_start_up()
         jobs = JobBoard(bridge)
         server = create_server(bridge, jobs)
-        if args.transport == "stdio":
-            anyio.run(_serving, server, jobs, partial(serve_stdio, server))
-        else:
-            anyio.run(_serving, server, jobs, partial(serve_http, bridge, server, options))
+        anyio.run(_serving, server, jobs, partial(serve_http, bridge, server, options))
     return 0
+
+
+def _serve_stdio(args: argparse.Namespace) -> int:
+    """``serve`` over stdio: the transport is up and answering ``initialize`` before the
+    settings are read and the bridge is built (the bridge's own start-up then overlaps the
+    client's handshake); requests that need the bridge wait for it. A failure to build it
+    (a bad config, an unusable ledger) ends the server with the message, as before."""
+    with ExitStack() as stack:
+        return anyio.run(_stdio_answering_first, args, stack)
+
+
+async def _stdio_answering_first(args: argparse.Namespace, stack: ExitStack) -> int:
+    from .server import BridgeServer
+    from .transports.stdio import serve_stdio
+
+    server = BridgeServer()
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        async def transport() -> None:
+            await serve_stdio(server)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(transport)
+        await server.contacted(within_s=HANDSHAKE_WAIT_S)
+        try:
+            bridge, jobs = await anyio.to_thread.run_sync(_open_bridge, args, stack)
+        except Exception as exc:  # reported by main, after the transport is down
+            failure = exc
+            tg.cancel_scope.cancel()
+        else:
+            server.attach(bridge, jobs)
+            _freeze_start_up()
+            await _serving(server, jobs, anyio.sleep_forever)
+    if failure is not None:
+        raise failure
+    return 0
+
+
+def _open_bridge(args: argparse.Namespace, stack: ExitStack) -> tuple[Bridge, JobBoard]:
+    from .bridge import open_bridge
+    from .jobs import JobBoard
+
+    settings = build_settings(args, os.environ)
+    bridge = stack.enter_context(open_bridge(settings))
+    _log_start(settings, bridge.catalog)
+    return bridge, JobBoard(bridge)
+
+
+def _freeze_start_up() -> None:
+    # What start-up built (modules, the catalog) lives as long as the server: keep it
+    # out of every later garbage collection (measured: tools/list of 2,500 tools -25%).
+    gc.collect()
+    gc.freeze()
 
 
 async def _serving(server: BridgeServer, jobs: JobBoard,
                    serve: Callable[[], Awaitable[None]]) -> None:
     """Run a transport, with background jobs and the hot-reload watcher beside it."""
+    from .reload import watch, watch_file
+
     bridge = server.bridge
     reload = bridge.settings.config.reload
     config_file = bridge.settings.config_file or _default_config_file()
@@ -189,6 +260,9 @@ def _log_start(settings: Settings, catalog: Catalog) -> None:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from .bridge import load_catalog
+    from .listing import listing, listing_text
+
     catalog = load_catalog(settings)
     if args.json:
         print(json.dumps(listing(catalog), indent=2))
@@ -198,6 +272,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _call(args: argparse.Namespace, settings: Settings) -> int:
+    from .bridge import open_bridge
     from .cli_call import call_once
 
     arguments: dict[str, Any] = {"prompt": args.prompt}
@@ -210,6 +285,7 @@ def _call(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _usage(args: argparse.Namespace, settings: Settings) -> int:
+    from .bridge import open_bridge
     from .usage import parse_since, usage_report, usage_text
 
     since = parse_since(args.since)
@@ -336,8 +412,8 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--strict-mcp-config", action="store_true",
                         help="agents see only the forwarded MCP servers")
     common.add_argument("--config", metavar="PATH",
-                        help=f"TOML config file (default: ${CONFIG_VAR}, else config.toml in "
-                             "the user config dir)")
+                        help="TOML config file (default: $CLAUDE_MCP_BRIDGE_CONFIG, else "
+                             "config.toml in the user config dir)")
     common.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="wall-clock limit of one call (overrides [limits] timeout_s)")
     common.add_argument("--log-level", default="INFO",

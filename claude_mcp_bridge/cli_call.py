@@ -39,7 +39,8 @@ async def call_once(bridge: Bridge, tool: str, arguments: dict[str, Any], as_jso
         print("claude-mcp-bridge: interrupted; the agent was stopped", file=sys.stderr)
         return 130
     if as_json:
-        print(json.dumps(result.structured_content, indent=2))
+        meta = {"_meta": result.meta} if result.meta else {}
+        print(json.dumps({**(result.structured_content or {}), **meta}, indent=2))
     else:
         print("\n".join(c.text for c in result.content if isinstance(c, types.TextContent)))
     return 1 if result.is_error else 0

@@ -174,7 +174,7 @@ class JobBoard:
             row = await anyio.to_thread.run_sync(self._bridge.ledger.get, job_id)
             state = row["outcome"] if row else ("error" if kept.is_error else "ok")
             return Reply(kept.text, {**(kept.structured or {}), "job_id": job_id,
-                                     "state": state}, kept.is_error)
+                                     "state": state}, kept.is_error, kept.meta)
         status = await self.status(job_id)
         if status.is_error or status.structured is None:
             return status

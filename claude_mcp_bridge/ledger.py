@@ -109,7 +109,10 @@ class Settlement:
     cache_read_input_tokens; other keys are ignored."""
     error: str | None = None
     duration_ms: int | None = None
-    """The run's duration; None: the wall-clock time since the call started."""
+    """The CLI's own ``duration_ms``; None when it reported none."""
+    wall_ms: int | None = None
+    """The call's wall time, from its start to its answer; None: the time since its row was
+    started."""
 
 
 class Ledger:
@@ -355,14 +358,14 @@ def _insert(db: Session, call_id: str, start: CallStart, at: datetime, outcome: 
 def _update_settled(db: Session, call_id: str, settlement: Settlement, at: datetime,
                     started: datetime) -> None:
     usage = settlement.usage or {}
-    duration = settlement.duration_ms
-    if duration is None:
-        duration = max(0, round((at - started).total_seconds() * 1000))
+    wall = settlement.wall_ms
+    if wall is None:
+        wall = max(0, round((at - started).total_seconds() * 1000))
     db.run(
         "UPDATE calls SET outcome = ?, cost_usd = ?, reserved_usd = 0, ended_at = ?, "
-        "duration_ms = ?, num_turns = ?, session_id = ?, error = ?, "
+        "wall_ms = ?, duration_ms = ?, num_turns = ?, session_id = ?, error = ?, "
         + ", ".join(f"{column} = ?" for column in _TOKEN_COLUMNS) + " WHERE id = ?",
-        (settlement.outcome, settlement.cost_usd, format_time(at), duration,
+        (settlement.outcome, settlement.cost_usd, format_time(at), wall, settlement.duration_ms,
          settlement.num_turns, settlement.session_id, storable(settlement.error),
          *(usage.get(column) for column in _TOKEN_COLUMNS), call_id))
 

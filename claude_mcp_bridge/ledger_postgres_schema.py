@@ -97,6 +97,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE calls ADD COLUMN client TEXT",
         "CREATE INDEX calls_client_started_at ON calls (client, started_at)",
     ),
+    ("ALTER TABLE calls ADD COLUMN wall_ms INTEGER",),  # the twin of SQLite's version 5
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

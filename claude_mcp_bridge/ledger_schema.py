@@ -9,6 +9,9 @@ outlived its bridge without ever signalling a reused pid, and the cost the child
 (``reported_usd``) before the call was settled, so recovery charges that, not the cap.
 Version 4 adds ``client``: the ``[clients.<name>]`` entry that made the call (NULL for the
 owner's calls), the key its budgets are summed by and jobs and kept answers are fenced by.
+Version 5 adds ``wall_ms``, the call's wall time from its start to its answer, beside
+``duration_ms``, which is now the CLI's own ``duration_ms`` (it leaves out the bridge's
+queue and the CLI's start-up).
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE calls ADD COLUMN client TEXT",
         "CREATE INDEX calls_client_started_at ON calls (client, started_at)",
     ),
+    ("ALTER TABLE calls ADD COLUMN wall_ms INTEGER",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

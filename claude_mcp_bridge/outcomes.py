@@ -41,6 +41,8 @@ class Reply:
     text: str
     structured: dict[str, Any] | None = None
     is_error: bool = False
+    meta: dict[str, Any] | None = None
+    """Facts for programs, not for the calling model (the MCP result's ``_meta``)."""
 
     @classmethod
     def refused(cls, tool: str, why: Refusal | str) -> Reply:

@@ -9,17 +9,24 @@ message a person can act on; none becomes a protocol error.
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from .arguments import CallOutput
+from .arguments import USAGE_META, CallOutput
 from .outcomes import Outcome, Reply
 from .runner import Limits, RunResult
+from .settings import client_env_hint
 
 _SUBTYPE_HINTS = {
     "error_max_turns": "the agent reached its turn limit; raise max_turns or narrow the task",
     "error_max_budget_usd": "the agent reached its budget; raise max_budget_usd or narrow the task",
     "error_during_execution": "the run was interrupted",
 }
+NOT_LOGGED_IN = "Not logged in"
+"""How the CLI's result starts when it found neither a login nor ``ANTHROPIC_API_KEY``."""
+_LOGIN_HINT = ("run `claude` and `/login` as the user the MCP client runs as, or give the "
+               "server a key. " + client_env_hint("ANTHROPIC_API_KEY", "sk-ant-..."))
 
 
 @dataclass(frozen=True)
@@ -29,13 +36,16 @@ class CallReport:
     outcome: Outcome
     message: str
     output: CallOutput
+    usage: Mapping[str, Any] = field(default_factory=dict)
+    """Token counts as the CLI reported them (for the ledger and the result's ``_meta``)."""
 
 
 def report(tool: str, run: RunResult, limits: Limits) -> CallReport:
     failure = _failure(run, limits)
     outcome: Outcome = "ok" if failure is None else ("timeout" if run.timed_out else "error")
     message = run.result.text if failure is None and run.result else f"{tool}: {failure}"
-    return CallReport(outcome, message, _output(run, message, failure is not None))
+    usage = run.result.usage if run.result else {}
+    return CallReport(outcome, message, _output(run, message, failure is not None), usage)
 
 
 def _failure(run: RunResult, limits: Limits) -> str | None:
@@ -54,6 +64,8 @@ def _failure(run: RunResult, limits: Limits) -> str | None:
     if result.is_error:
         hint = _SUBTYPE_HINTS.get(result.subtype)
         detail = result.text or result.subtype
+        if detail.startswith(NOT_LOGGED_IN):
+            hint = _LOGIN_HINT
         return detail + (f" ({hint})" if hint else "")
     if run.exit_code not in (0, None) and not run.killed:
         return f"the CLI exited with {_exit(run.exit_code)} after its result{_stderr(run)}"
@@ -69,8 +81,8 @@ def _output(run: RunResult, message: str, is_error: bool) -> CallOutput:
         cost_usd=result.total_cost_usd if result else None,
         num_turns=result.num_turns if result else None,
         duration_ms=result.duration_ms if result else int(run.duration_s * 1000),
-        usage=result.usage if result else {},
-        permission_denials=list(result.permission_denials) if result else [],
+        permission_denials=[d for d in result.permission_denials if isinstance(d, dict)]
+        if result else [],
     )
 
 
@@ -116,5 +128,8 @@ def bounded(call: CallReport, max_chars: int, full_text_at: str | None,
 
 
 def reply(call: CallReport) -> Reply:
-    """The caller's view of a finished call: the answer, and its facts as structured data."""
-    return Reply(call.message, call.output.model_dump(mode="json"), call.outcome != "ok")
+    """The caller's view of a finished call: the answer, the facts it acts on as structured
+    data (``full_result`` only when the answer was cut), the token counts as metadata."""
+    structured = call.output.model_dump(mode="json", exclude_defaults=True)
+    return Reply(call.message, structured, call.outcome != "ok",
+                 meta={USAGE_META: dict(call.usage)} if call.usage else None)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
@@ -21,22 +20,35 @@ from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import ListenHandler
 
-from .agent_tests import mcp_tool as test_tool
-from .answers import RESULTS_URI, visible_to
-from .bridge import Bridge, load_catalog, open_bridge
-from .builtin_tools import JOB_TOOLS, ROUTER_TOOLS, TEST_TOOL
-from .catalog import Catalog
+from . import __version__
 from .clients import CLIENT_SCOPE_KEY, Clients
 from .config import load_config
 from .errors import ConfigError, UnknownToolError
-from .jobs import JobBoard
 from .notifier import Notifier
 from .outcomes import Refusal, Reply
-from .progress import Progress
-from .router import Router, find_agent, resolve, router_for
-from .usage import USAGE_URI, tool_history, usage_resource
+
+# Only what answers ``initialize`` is imported here: over stdio the server answers it before
+# the bridge is built (Claude Code connects servers in the background and starts its first
+# turn without a server that is still starting). The bridge, the catalog and the features
+# load with the bridge, after the transport is up.
+if TYPE_CHECKING:
+    from .bridge import Bridge, load_catalog, open_bridge
+    from .catalog import Catalog
+    from .jobs import JobBoard
+    from .progress import Progress
+    from .router import Router
 
 __all__ = ["Bridge", "Caller", "create_server", "load_catalog", "open_bridge"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Bridge``, ``open_bridge`` and ``load_catalog``, re-exported without importing the
+    bridge with this module."""
+    if name in ("Bridge", "open_bridge", "load_catalog"):
+        from . import bridge
+
+        return getattr(bridge, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +57,8 @@ INSTRUCTIONS = (
     "separate headless Claude Code session and returns its final answer, cost and session_id. "
     "Give the tool a complete, self-contained prompt; pass session_id back to ask a follow-up."
 )
+
+_HANDSHAKES = frozenset({"initialize", "server/discover"})
 
 Handler = Callable[[ServerRequestContext[Any], str, dict[str, Any]], Awaitable[Reply]]
 
@@ -72,23 +86,31 @@ class _Routing:
         self._router: Router | None = None
 
     def router(self, catalog: Catalog) -> Router:
+        from .router import router_for
+
         if self._router is None or self._for is not catalog:
             self._router, self._for = router_for(catalog), catalog
         return self._router
 
 
 class BridgeServer(_BridgeServer):
-    """The MCP server of one bridge: its tool table, built once, and its notifier."""
+    """The MCP server of one bridge: its tool table, built once, and its notifier.
 
-    def __init__(self, bridge: Bridge, jobs: JobBoard | None) -> None:
-        self.bridge = bridge
+    It can be created before its bridge (``attach`` it later): it then answers
+    ``initialize`` at once, and requests that need the bridge wait for it.
+    """
+
+    def __init__(self, bridge: Bridge | None = None, jobs: JobBoard | None = None) -> None:
+        self._bridge: Bridge | None = None
+        self._attached: anyio.Event | None = None
+        self._contacted = False
+        self._contact: anyio.Event | None = None
         self.notifier = Notifier()
         self._handlers: dict[str, Handler] = {}
         self._extra_tools: list[types.Tool] = []
-        self._register_features(jobs)
         super().__init__(
             "claude-mcp-bridge",
-            version=version("claude-mcp-bridge"),
+            version=__version__,
             title="Claude Code agents and skills",
             instructions=INSTRUCTIONS,
             on_list_tools=self._list_tools,
@@ -100,6 +122,51 @@ class BridgeServer(_BridgeServer):
         )
         self.add_notification_handler("notifications/initialized", types.NotificationParams,
                                       self._on_initialized)
+        self.middleware.append(self._note_contact)
+        if bridge is not None:
+            self.attach(bridge, jobs)
+
+    @property
+    def bridge(self) -> Bridge:
+        if self._bridge is None:
+            raise RuntimeError("the bridge is not attached yet")
+        return self._bridge
+
+    def attach(self, bridge: Bridge, jobs: JobBoard | None) -> None:
+        """Serve ``bridge`` (and ``jobs``' tools); requests waiting for it go on."""
+        self._bridge = bridge
+        self._register_features(jobs)
+        if self._attached is not None:
+            self._attached.set()
+
+    async def attached(self) -> Bridge:
+        """The bridge, once it is attached."""
+        if self._bridge is None:
+            if self._attached is None:
+                self._attached = anyio.Event()
+            await self._attached.wait()
+        return self.bridge
+
+    async def contacted(self, within_s: float) -> None:
+        """Return once a client's handshake has been answered, or its first other request
+        came, or ``within_s`` passed: building the bridge then does not delay the answer."""
+        if not self._contacted:
+            self._contact = self._contact or anyio.Event()
+            with anyio.move_on_after(within_s):
+                await self._contact.wait()
+
+    async def _note_contact(self, ctx: ServerRequestContext[Any], call_next: Any) -> Any:
+        if ctx.method not in _HANDSHAKES:  # it may need the bridge: build it now
+            self._mark_contacted()
+        try:
+            return await call_next(ctx)
+        finally:
+            self._mark_contacted()
+
+    def _mark_contacted(self) -> None:
+        self._contacted = True
+        if self._contact is not None:
+            self._contact.set()
 
     async def reload(self) -> None:
         """Rediscover the definitions; tell every client when the tool list changed."""
@@ -125,13 +192,15 @@ class BridgeServer(_BridgeServer):
         await self.notifier.tools_changed()  # a client's allowed tools may have changed
 
     def _register_features(self, jobs: JobBoard | None) -> None:
+        from .builtin_tools import JOB_TOOLS, ROUTER_TOOLS, agent_test_tool
+
         catalog = self.bridge.settings.config.catalog
         if catalog.mode != "tools":
             self._register(ROUTER_TOOLS, _router_handler(self.bridge))
         if jobs is not None and catalog.publish_jobs:
             self._register(JOB_TOOLS, _jobs_handler(jobs))
         if catalog.publish_test_tool:
-            self._register([TEST_TOOL], _test_handler(self.bridge))
+            self._register([agent_test_tool()], _test_handler(self.bridge))
 
     def _register(self, tools: Any, handler: Handler) -> None:
         for tool in tools:
@@ -150,10 +219,13 @@ class BridgeServer(_BridgeServer):
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
+        await self.attached()
         return types.ListToolsResult(tools=self.visible_tools(client_of(ctx)))
 
     def visible_tools(self, client: str | None) -> list[types.Tool]:
         """The tools a caller sees: the owner all, a client only those it may call."""
+        from .agent_tests.arguments import TOOL_NAME as TEST_TOOL_NAME
+
         tools = self.published()
         if client is None:
             return tools
@@ -162,7 +234,7 @@ class BridgeServer(_BridgeServer):
         def allowed(tool: types.Tool) -> bool:
             entry = catalog.get(tool.name)
             if entry is None:  # jobs and the router: checked again when they admit a call
-                return tool.name != TEST_TOOL.name
+                return tool.name != TEST_TOOL_NAME
             return ceiling is not None and ceiling.may_call(tool.name, entry.definition.name)
         return [tool for tool in tools if allowed(tool)]
 
@@ -170,7 +242,8 @@ class BridgeServer(_BridgeServer):
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         arguments = dict(params.arguments or {})
-        handler = self._handlers.get(params.name, _definition_handler(self.bridge))
+        bridge = await self.attached()
+        handler = self._handlers.get(params.name, _definition_handler(bridge))
         try:
             return to_call_tool_result(await handler(ctx, params.name, arguments))
         except UnknownToolError as exc:
@@ -184,7 +257,10 @@ class BridgeServer(_BridgeServer):
     async def _read_resource(
         self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        uri, bridge, client = str(params.uri), self.bridge, client_of(ctx)
+        from .answers import RESULTS_URI, visible_to
+        from .usage import USAGE_URI, usage_resource
+
+        uri, bridge, client = str(params.uri), await self.attached(), client_of(ctx)
         if uri == USAGE_URI:
             text = await anyio.to_thread.run_sync(usage_resource, bridge.ledger,
                                                   bridge.global_budget, client)
@@ -233,6 +309,9 @@ def _router_handler(bridge: Bridge) -> Handler:
     routing = _Routing()
 
     async def call(ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> Reply:
+        from .router import find_agent, resolve
+        from .usage import tool_history
+
         if name == "find_agent":
             history = await anyio.to_thread.run_sync(tool_history, bridge.ledger)
             return find_agent(routing.router(bridge.catalog), arguments, history)
@@ -250,6 +329,8 @@ def _test_handler(bridge: Bridge) -> Handler:
         if client is not None:  # its runs would not be held to the client's ceiling
             return Reply.refused(name, f"client {client} may not run agent tests; run them "
                                  "as the owner (stdio, `claude-mcp-bridge test`)")
+        from .agent_tests import mcp_tool as test_tool  # the test runner loads on first use
+
         return await test_tool.call_tool(bridge, arguments, session_progress(ctx.session))
     return call
 
@@ -304,6 +385,8 @@ def request_key(ctx: ServerRequestContext[Any]) -> Hashable | None:
 
 def session_progress(session: Any) -> Progress:
     """Progress sent to an MCP client; a client that went away is not an error."""
+    from .progress import Progress
+
     count = 0
 
     async def say(message: str) -> None:
@@ -319,7 +402,7 @@ def session_progress(session: Any) -> Progress:
 def to_call_tool_result(reply: Reply) -> types.CallToolResult:
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=reply.text)],
-        structured_content=reply.structured, is_error=reply.is_error)
+        structured_content=reply.structured, is_error=reply.is_error, _meta=reply.meta)
 
 
 def _text_resource(uri: str, mime_type: str, text: str) -> types.ReadResourceResult:
@@ -330,9 +413,11 @@ def _text_resource(uri: str, mime_type: str, text: str) -> types.ReadResourceRes
 async def _list_resources(
     ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
 ) -> types.ListResourcesResult:
+    from .usage import USAGE_URI
+
     return types.ListResourcesResult(resources=[types.Resource(
         uri=USAGE_URI, name="usage", title="Usage and budget",
-        description="Calls, success rate, p50/p95 duration and cost per tool over the last "
+        description="Calls, success rate, p50/p95 wall time and cost per tool over the last "
                     "7 days, and the budget left today and this month.",
         mime_type="application/json")])
 
@@ -340,6 +425,8 @@ async def _list_resources(
 async def _list_resource_templates(
     ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
 ) -> types.ListResourceTemplatesResult:
+    from .answers import RESULTS_URI
+
     return types.ListResourceTemplatesResult(resource_templates=[types.ResourceTemplate(
         uri_template=RESULTS_URI + "{call_id}", name="full-result",
         title="Whole answer of a call",

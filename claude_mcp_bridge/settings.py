@@ -25,6 +25,15 @@ CLAUDE_BIN_VAR = "CLAUDE_MCP_BRIDGE_CLAUDE_BIN"
 DATA_DIR_VAR = "CLAUDE_MCP_BRIDGE_DATA_DIR"
 
 
+def client_env_hint(name: str, value: str) -> str:
+    """How to give the server ``name``: MCP clients start it without the shell's environment
+    (the MCP Inspector without ``-e`` gave "Not logged in"; issue 15)."""
+    return (f"MCP clients do not pass your shell's environment to the servers they start: set "
+            f"{name} in the client's config (\"env\": {{\"{name}\": \"{value}\"}} in its "
+            f"JSON entry; `claude mcp add -e {name}=...`; `-e {name}=...` for the MCP "
+            "Inspector)")
+
+
 @dataclass(frozen=True)
 class ClaudeExecutable:
     """Where ``claude`` is, or why it was not found."""
@@ -36,7 +45,8 @@ class ClaudeExecutable:
         shows = "`where.exe claude`" if platform.KIND == "windows" else "`which claude`"
         return (
             f"the claude executable was not found ({self.searched}); install Claude Code "
-            f"or set {CLAUDE_BIN_VAR} to its absolute path ({shows} in a terminal shows it)"
+            f"or set {CLAUDE_BIN_VAR} to its absolute path ({shows} in a terminal shows it). "
+            f"{client_env_hint(CLAUDE_BIN_VAR, '/absolute/path/to/claude')}"
         )
 
 

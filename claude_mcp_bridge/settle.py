@@ -51,8 +51,8 @@ class Settler:
         error = call.message if call.outcome != "ok" else None
         await self._write(call_id, Settlement(
             outcome=call.outcome, cost_usd=cost, num_turns=output.num_turns,
-            session_id=output.session_id, usage=_tokens(output.usage), error=error,
-            duration_ms=output.duration_ms))
+            session_id=output.session_id, usage=_tokens(call.usage), error=error,
+            duration_ms=output.duration_ms, wall_ms=_wall_ms(began)))
         _log_end(call_id, tool, call.outcome, cost, began, error[:200] if error else None)
 
     async def stopped(self, call_id: str, tool: str, outcome: Outcome, why: str, began: float,
@@ -62,7 +62,8 @@ class Settler:
             charged = reported_usd
         else:
             charged = charge_unknown(call_id, cap) if ran else 0.0
-        await self._write(call_id, Settlement(outcome=outcome, cost_usd=charged, error=why))
+        await self._write(call_id, Settlement(outcome=outcome, cost_usd=charged, error=why,
+                                              wall_ms=_wall_ms(began)))
         _log_end(call_id, tool, outcome, charged, began, why)
 
     async def _write(self, call_id: str, settlement: Settlement) -> None:
@@ -98,9 +99,14 @@ def charge_unknown(call_id: str, cap: float | None) -> float:
     return 0.0
 
 
+def _wall_ms(began: float) -> int:
+    """Milliseconds since ``began`` (``time.monotonic``): the call's wall time so far."""
+    return round((time.monotonic() - began) * 1000)
+
+
 def _log_end(call_id: str, tool: str, outcome: str, cost: float | None, began: float,
              error: str | None) -> None:
-    duration_ms = round((time.monotonic() - began) * 1000)
+    duration_ms = _wall_ms(began)
     level = logging.INFO if outcome == "ok" else logging.WARNING
     logger.log(level, "call %s %s in %d ms, $%s%s", call_id[:8], outcome, duration_ms,
                "?" if cost is None else f"{cost:g}", f": {error}" if error else "",

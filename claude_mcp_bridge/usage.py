@@ -38,9 +38,11 @@ class UsageRow:
     cancelled: int
     success_rate: float | None
     """ok / (calls - refused); None when every call was refused."""
-    p50_ms: int | None
-    p95_ms: int | None
-    """Nearest-rank percentiles of the durations of finished, non-refused calls."""
+    wall_p50_ms: int | None
+    wall_p95_ms: int | None
+    """Nearest-rank percentiles of the wall times (start to answer, the queue and the CLI's
+    start-up included) of finished, non-refused calls; a row from before ledger version 4
+    counts with its ``duration_ms``."""
     cost_usd: float
     input_tokens: int
     output_tokens: int
@@ -50,7 +52,8 @@ def usage_rows(ledger: Ledger, *, since: datetime, by: Grouping,
                client: str | None = None) -> list[UsageRow]:
     """Calls started at or after ``since`` (only ``client``'s, when given), one row per
     tool, UTC day or client (in key order), then a row keyed "total"."""
-    query = ("SELECT tool, started_at, outcome, duration_ms, cost_usd, input_tokens, "
+    query = ("SELECT tool, started_at, outcome, COALESCE(wall_ms, duration_ms) AS wall_ms, "
+             "cost_usd, input_tokens, "
              "output_tokens, client FROM calls WHERE started_at >= ?")
     params: tuple[str, ...] = (format_time(utc(since)),)
     if client is not None:
@@ -107,12 +110,14 @@ def usage_resource(ledger: Ledger, budget: Budget, client: str | None = None) ->
 
 
 def usage_text(report: dict[str, Any]) -> str:
-    header = f"{report['by']:<32} {'calls':>6} {'ok %':>6} {'p50 s':>7} {'p95 s':>7} {'cost $':>9}"
+    header = (f"{report['by']:<32} {'calls':>6} {'ok %':>6} {'wall p50 s':>10} "
+              f"{'wall p95 s':>10} {'cost $':>9}")
     lines = [f"since {report['since']}", header]
     for row in [*report["rows"], *([report["total"]] if report["total"] else [])]:
         lines.append(
             f"{str(row['key'])[:32]:<32} {row['calls']:>6} {_pct(row['success_rate']):>6} "
-            f"{_secs(row['p50_ms']):>7} {_secs(row['p95_ms']):>7} {row['cost_usd']:>9.4f}")
+            f"{_secs(row['wall_p50_ms']):>10} {_secs(row['wall_p95_ms']):>10} "
+            f"{row['cost_usd']:>9.4f}")
     left = report["budget_left"]
     lines.append("budget left: today " + _money(left.get("daily")) +
                  ", this month " + _money(left.get("monthly")))
@@ -135,8 +140,8 @@ def _usage_row(key: str, rows: Sequence[Mapping[str, Any]]) -> UsageRow:
     outcomes = [row["outcome"] for row in rows]
     refused = outcomes.count("refused")
     ok = outcomes.count("ok")
-    durations = sorted(row["duration_ms"] for row in rows
-                       if row["duration_ms"] is not None
+    durations = sorted(row["wall_ms"] for row in rows
+                       if row["wall_ms"] is not None
                        and row["outcome"] not in ("running", "refused"))
     answered = len(rows) - refused
     return UsageRow(
@@ -144,7 +149,7 @@ def _usage_row(key: str, rows: Sequence[Mapping[str, Any]]) -> UsageRow:
         errors=sum(outcomes.count(o) for o in ("error", "timeout", "interrupted")),
         refused=refused, cancelled=outcomes.count("cancelled"),
         success_rate=ok / answered if answered else None,
-        p50_ms=_nearest_rank(durations, 50), p95_ms=_nearest_rank(durations, 95),
+        wall_p50_ms=_nearest_rank(durations, 50), wall_p95_ms=_nearest_rank(durations, 95),
         cost_usd=sum(row["cost_usd"] or 0.0 for row in rows),
         input_tokens=sum(row["input_tokens"] or 0 for row in rows),
         output_tokens=sum(row["output_tokens"] or 0 for row in rows),

@@ -13,5 +13,12 @@ The flow, one module a stage::
     cli        ``claude-mcp-bridge test``;  mcp_tool: the ``test_agent`` MCP tool
 
 Import the module you need: this package imports nothing, so the server and the CLI
-each load only their part.
+each load only their part. The names every part shares are here.
 """
+
+TOOL_NAME = "test_agent"
+TESTS_DIR = "agent-tests"
+"""Test files live in this folder beside the definitions (``.claude/agent-tests/``)."""
+SUFFIXES = (".yaml", ".yml")
+DEFAULT_THRESHOLD = 0.1
+"""How much worse counts as a regression (see ``compare.py``)."""

@@ -48,14 +48,13 @@ from agents_registry import Diagnostic, Kind, Roots
 
 from ..arguments import CallArguments
 from ..settings import Settings
+from . import SUFFIXES, TESTS_DIR
 from .checks import Check, JsonSchema, parse_check
 
-TESTS_DIR = "agent-tests"
 MAX_FIXTURE_FILES = 2_000
 """Files and folders one fixture may hold (each run copies it)."""
 MAX_FIXTURE_BYTES = 50 * 1024 * 1024
 """Bytes one fixture may hold."""
-SUFFIXES = (".yaml", ".yml")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

@@ -13,18 +13,19 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
+from . import DEFAULT_THRESHOLD, TESTS_DIR
 
-from ..bridge import open_bridge
-from ..catalog import Catalog
-from ..settings import Settings
-from .cases import TESTS_DIR, CaseFile, cwd_roots, select_case_files
-from .compare import DEFAULT_THRESHOLD, Comparison, compare_each
-from .execute import Host
-from .report import json_report, junit_report, text_report
-from .runner import RunOptions, SuiteResult, run_suite
+# The runner (and the bridge below it) loads only when ``test`` runs: every command builds
+# this parser, ``serve`` included, and must start fast.
+if TYPE_CHECKING:
+    from ..catalog import Catalog
+    from ..settings import Settings
+    from .cases import CaseFile
+    from .compare import Comparison
+    from .execute import Host
+    from .runner import RunOptions, SuiteResult
 
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -57,6 +58,13 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> argparse.Arg
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    import anyio
+
+    from ..bridge import open_bridge
+    from .cases import cwd_roots, select_case_files
+    from .report import json_report, junit_report, text_report
+    from .runner import RunOptions, SuiteResult
+
     selection = select_case_files(args.names, settings.roots, cwd_roots(settings))
     if not selection.files:
         for diagnostic in selection.diagnostics:
@@ -98,7 +106,11 @@ async def _run_until_signal(
     compare: bool,
     threshold: float,
 ) -> tuple[SuiteResult, list[Comparison]] | None:
+    import anyio
+
     from ..signals import cancel_on_signal
+    from .compare import compare_each
+    from .runner import run_suite
 
     outcome = None
     async with anyio.create_task_group() as tg:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..ledger import Ledger
+from . import DEFAULT_THRESHOLD
 from .history import CaseRecord, last_run_of_other_version
 from .summary import Summary, summarize
-
-DEFAULT_THRESHOLD = 0.1
 
 MetricName = Literal["pass rate", "mean score", "cost per run", "p50 time"]
 

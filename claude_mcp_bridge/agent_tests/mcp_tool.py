@@ -11,59 +11,26 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any, Protocol
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import ValidationError
 
 from agents_registry import load_registry
 
 from ..catalog import Catalog, build_catalog
 from ..outcomes import Reply
 from ..settings import Settings
-from .cases import SUFFIXES, TESTS_DIR, CaseFile, cwd_roots, select_case_files
+from .arguments import TOOL_NAME, TestAgentArguments
+from .cases import CaseFile, cwd_roots, select_case_files
 from .compare import compare_each
 from .execute import Host
 from .report import json_report, text_report
 from .runner import RunOptions, run_suite
 
-TOOL_NAME = "test_agent"
-
 
 class Progress(Protocol):
     async def say(self, message: str) -> None: ...
-
-
-class TestAgentArguments(BaseModel):
-    """The arguments of ``test_agent``; its JSON schema is the tool's inputSchema."""
-
-    __test__ = False  # not a pytest test class
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    name: Annotated[str, Field(
-        min_length=1, max_length=200,
-        description=f"The agent or skill to test: its cases are in {TESTS_DIR}/<name>.yaml "
-                    "beside the definitions.")]
-    kind: Annotated[
-        Literal["agent", "skill"] | SkipJsonSchema[None],
-        Field(description="Test the skill of that name rather than the agent."),
-    ] = None
-    cases: Annotated[
-        list[str] | SkipJsonSchema[None],
-        Field(description="Run only these cases (default: all)."),
-    ] = None
-    repeat: Annotated[int, Field(ge=1, le=10, description="Runs of each case.")] = 1
-    compare: Annotated[bool, Field(
-        description="Compare with the last test run of an earlier version of the definition "
-                    "and flag what got worse.")] = True
-
-    @field_validator("name")
-    @classmethod
-    def _a_name(cls, value: str) -> str:
-        if "/" in value or "\\" in value or value.endswith(SUFFIXES):
-            raise ValueError("must be an agent or skill name, not a path")
-        return value
 
 
 async def call_tool(

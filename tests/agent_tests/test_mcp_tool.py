@@ -6,7 +6,7 @@ import pytest
 
 from claude_mcp_bridge.agent_tests.history import case_records
 from claude_mcp_bridge.agent_tests.mcp_tool import TOOL_NAME, call_tool
-from claude_mcp_bridge.builtin_tools import TEST_TOOL
+from claude_mcp_bridge.builtin_tools import agent_test_tool
 from claude_mcp_bridge.ledger import Ledger
 from claude_mcp_bridge.server import open_bridge
 from tests.agent_tests.conftest import Said, write_tests
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 
 
 def test_the_tool_takes_a_name_and_optional_cases_repeat_and_compare():
-    published = TEST_TOOL
+    published = agent_test_tool()
     assert published.name == TOOL_NAME == "test_agent"
     schema = published.input_schema
     assert schema["required"] == ["name"]

@@ -100,10 +100,10 @@ def refused(result: Reservation | BudgetRefusal) -> BudgetRefusal:
     return result
 
 
-def spend(ledger, usd, *, tool=TOOL, now=NOW, outcome="ok", duration_ms=1000, **settled):
+def spend(ledger, usd, *, tool=TOOL, now=NOW, outcome="ok", wall_ms=1000, **settled):
     """A finished call that cost ``usd``, admitted with no budget; returns its id."""
     reservation = admitted(ledger.reserve(call(tool), usd, NO_BUDGET, NO_BUDGET, now=now))
-    settlement = Settlement(outcome=outcome, cost_usd=usd, duration_ms=duration_ms, **settled)
+    settlement = Settlement(outcome=outcome, cost_usd=usd, wall_ms=wall_ms, **settled)
     ledger.settle(reservation.call_id, settlement, now=now)
     return reservation.call_id
 
@@ -299,9 +299,10 @@ def test_settle_records_cost_tokens_turns_session_and_duration(ledger):
     row = ledger.get(reservation.call_id)
     assert row is not None
     assert {k: row[k] for k in ("outcome", "cost_usd", "reserved_usd", "num_turns", "session_id",
-                                "error", "duration_ms", "started_at", "ended_at")} == {
+                                "error", "wall_ms", "duration_ms", "started_at", "ended_at")} == {
         "outcome": "error", "cost_usd": 0.12, "reserved_usd": 0, "num_turns": 3,
-        "session_id": "sess-1", "error": "max turns reached", "duration_ms": 2500,
+        "session_id": "sess-1", "error": "max turns reached", "wall_ms": 2500,
+        "duration_ms": None,
         "started_at": "2025-03-10T12:00:00.000000Z", "ended_at": "2025-03-10T12:00:02.500000Z"}
     assert [row[k] for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
                              "cache_read_input_tokens")] == [10, 20, 30, 40]
@@ -477,13 +478,13 @@ def history(ledger: Ledger) -> Ledger:
     day1, day2 = NOW, NOW + timedelta(days=1)
     tokens = {"input_tokens": 100, "output_tokens": 10}
     spend(ledger, 5.00, now=NOW - timedelta(days=9))  # before `since`
-    spend(ledger, 0.10, now=day1, duration_ms=100, usage=tokens)
-    spend(ledger, 0.20, now=day1, duration_ms=200, usage=tokens)
-    spend(ledger, 0.05, now=day1, duration_ms=300, outcome="error")
-    spend(ledger, 0.30, now=day1, duration_ms=1000, outcome="timeout")
+    spend(ledger, 0.10, now=day1, wall_ms=100, usage=tokens)
+    spend(ledger, 0.20, now=day1, wall_ms=200, usage=tokens)
+    spend(ledger, 0.05, now=day1, wall_ms=300, outcome="error")
+    spend(ledger, 0.30, now=day1, wall_ms=1000, outcome="timeout")
     ledger.refuse(call(), "queue full", now=day1)
-    spend(ledger, 0.01, tool="agent_b", now=day2, duration_ms=50)
-    spend(ledger, 0.02, tool="agent_b", now=day2, duration_ms=400, outcome="cancelled")
+    spend(ledger, 0.01, tool="agent_b", now=day2, wall_ms=50)
+    spend(ledger, 0.02, tool="agent_b", now=day2, wall_ms=400, outcome="cancelled")
     ledger.reserve(call("agent_b"), 0.50, NO_BUDGET, NO_BUDGET, now=day2)  # still running
     return ledger
 
@@ -495,13 +496,14 @@ def test_usage_by_tool_gives_success_rate_percentiles_cost_and_a_total(history):
     reviewer, b, total = rows[TOOL], rows["agent_b"], rows["total"]
     assert (reviewer.calls, reviewer.ok, reviewer.errors, reviewer.refused) == (5, 2, 2, 1)
     assert reviewer.success_rate == 0.5
-    assert (reviewer.p50_ms, reviewer.p95_ms) == (200, 1000)
+    assert (reviewer.wall_p50_ms, reviewer.wall_p95_ms) == (200, 1000)
     assert reviewer.cost_usd == pytest.approx(0.65)
     assert (reviewer.input_tokens, reviewer.output_tokens) == (200, 20)
     assert (b.calls, b.ok, b.cancelled, b.success_rate) == (3, 1, 1, pytest.approx(1 / 3))
-    assert (b.p50_ms, b.p95_ms, b.cost_usd) == (50, 400, pytest.approx(0.03))
+    assert (b.wall_p50_ms, b.wall_p95_ms, b.cost_usd) == (50, 400, pytest.approx(0.03))
     assert (total.calls, total.ok, total.refused, total.success_rate) == (8, 3, 1, 3 / 7)
-    assert (total.p50_ms, total.p95_ms, total.cost_usd) == (200, 1000, pytest.approx(0.68))
+    assert (total.wall_p50_ms, total.wall_p95_ms, total.cost_usd) == (
+        200, 1000, pytest.approx(0.68))
 
 
 def test_usage_by_day_groups_calls_by_their_utc_start_date(history):
@@ -513,8 +515,27 @@ def test_usage_by_day_groups_calls_by_their_utc_start_date(history):
 def test_usage_of_only_refused_calls_has_no_success_rate_or_percentiles(ledger):
     ledger.refuse(call(), "depth", now=NOW)
     (row, total) = usage_rows(ledger, since=NOW - timedelta(hours=1), by="tool")
-    assert (row.calls, row.refused, row.success_rate, row.p50_ms, row.p95_ms) == (
+    assert (row.calls, row.refused, row.success_rate, row.wall_p50_ms,
+            row.wall_p95_ms) == (
         1, 1, None, None, None)
     assert total.key == "total"
     assert usage_rows(ledger, since=NOW + timedelta(hours=1), by="day") == [
         UsageRow("total", 0, 0, 0, 0, 0, None, None, None, 0.0, 0, 0)]
+
+
+def test_a_call_keeps_its_wall_time_and_the_cli_duration_apart(ledger):
+    # issue 15: a call logged "ok in 729 ms" was stored as the CLI's own 148 ms
+    spend(ledger, 0.01, wall_ms=729, duration_ms=148)
+    [row] = ledger.rows("SELECT wall_ms, duration_ms FROM calls")
+    assert (row["wall_ms"], row["duration_ms"]) == (729, 148)
+    [reviewer, _] = usage_rows(ledger, since=NOW - timedelta(hours=1), by="tool")
+    assert (reviewer.wall_p50_ms, reviewer.wall_p95_ms) == (729, 729)
+
+
+def test_usage_counts_a_row_from_before_wall_times_with_its_duration(ledger, path):
+    spend(ledger, 0.01, duration_ms=300)
+    with raw(path) as db:  # the row as a version 3 ledger left it: no wall time
+        db.execute("UPDATE calls SET wall_ms = NULL")
+        db.commit()
+    [reviewer, _] = usage_rows(ledger, since=NOW - timedelta(hours=1), by="tool")
+    assert reviewer.wall_p50_ms == 300

@@ -396,7 +396,7 @@ async def test_the_usage_resource_returns_the_figures_as_json(workspace, fake_cl
     assert (row["calls"], row["ok"], row["errors"]) == (3, 2, 1)
     assert row["success_rate"] == pytest.approx(2 / 3)
     assert row["cost_usd"] == pytest.approx(0.6)
-    assert row["p50_ms"] is not None and row["p95_ms"] is not None
+    assert row["wall_p50_ms"] is not None and row["wall_p95_ms"] is not None
     assert usage["total"]["calls"] == 3
     assert usage["total"]["cost_usd"] == pytest.approx(0.6)
     assert usage["budget_left"]["daily"] == pytest.approx(1.4)

@@ -1,5 +1,6 @@
 """The MCP server through the SDK's own client, in memory, in both protocol eras."""
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -65,6 +66,24 @@ async def test_a_call_returns_the_answer_with_cost_and_session(workspace, fake_c
     assert progress[0] == "starting agent reviewer"
     assert "wrote 2 words" in progress
     assert fake_claude.last()["stdin"] == "review x"
+
+
+async def test_the_structured_result_is_lean_and_token_counts_go_to_meta(workspace, fake_claude,
+                                                                         mode):
+    # Claude Code hands the calling model the structuredContent (issue 15): what it acts on,
+    # not the token details
+    workspace.agent("reviewer")
+    usage = {"input_tokens": 1200, "output_tokens": 80, "cache_read_input_tokens": 9000}
+    fake_claude.script([{"init": {}}, {"text": "Looks good."},
+                        {"result": {"total_cost_usd": 0.42, "num_turns": 2, "usage": usage}}])
+    with make_server(workspace, fake_claude) as server:
+        async with Client(server, mode=mode) as client:
+            result = await client.call_tool("agent_reviewer", {"prompt": "review x"})
+    assert set(result.structured_content) == {
+        "result", "is_error", "session_id", "cost_usd", "num_turns", "duration_ms",
+        "permission_denials"}
+    assert len(json.dumps(result.structured_content)) < 250
+    assert result.meta is not None and result.meta["usage"] == usage
 
 
 async def test_progress_names_the_tools_the_agent_runs(workspace, fake_claude):
@@ -149,7 +168,30 @@ async def test_a_missing_claude_says_what_to_set(workspace, fake_claude):
         async with Client(server) as client:
             result = await client.call_tool("agent_reviewer", {"prompt": "go"})
     assert result.is_error
-    assert "CLAUDE_MCP_BRIDGE_CLAUDE_BIN" in result.content[0].text
+    text = result.content[0].text
+    assert "set CLAUDE_MCP_BRIDGE_CLAUDE_BIN to its absolute path" in text
+    # the client started the server: say that its environment is not the shell's, and how
+    assert "MCP clients do not pass your shell's environment" in text
+    assert '"env": {"CLAUDE_MCP_BRIDGE_CLAUDE_BIN": ' in text
+    assert "claude mcp add -e CLAUDE_MCP_BRIDGE_CLAUDE_BIN=" in text
+    assert "`-e CLAUDE_MCP_BRIDGE_CLAUDE_BIN=...` for the MCP Inspector" in text
+
+
+async def test_not_logged_in_says_the_client_does_not_pass_the_shells_environment(
+        workspace, fake_claude):
+    workspace.agent("reviewer")
+    fake_claude.script([{"init": {}}, {"result": {"is_error": True, "subtype": "success",
+                                                  "result": "Not logged in · Please run /login"}}])
+    with make_server(workspace, fake_claude) as server:
+        async with Client(server) as client:
+            result = await client.call_tool("agent_reviewer", {"prompt": "go"})
+    assert result.is_error
+    text = result.content[0].text
+    assert text.startswith("agent_reviewer: Not logged in · Please run /login (run `claude`")
+    assert "MCP clients do not pass your shell's environment" in text
+    assert '"env": {"ANTHROPIC_API_KEY": ' in text
+    assert "claude mcp add -e ANTHROPIC_API_KEY=" in text
+    assert "`-e ANTHROPIC_API_KEY=...` for the MCP Inspector" in text
 
 
 async def test_a_timeout_is_a_tool_error_and_kills_the_child(workspace, fake_claude, mode):

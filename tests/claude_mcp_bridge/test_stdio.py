@@ -218,3 +218,37 @@ async def test_hot_reload_works_over_stdio_too(workspace, fake_claude, mode):
                         break
             tools = agent_tools((await client.list_tools()).tools)
     assert tools == ["agent_reviewer", "agent_writer"]
+
+
+def test_serving_stdio_imports_nothing_of_the_bridge_before_the_handshake():
+    # Claude Code 2.1.332 starts its first turn without servers still connecting (issue 15):
+    # what answers initialize must be the SDK and the server shell, nothing heavier.
+    code = ("import sys; import claude_mcp_bridge.cli as cli; cli._parser(); "
+            "import claude_mcp_bridge.server, claude_mcp_bridge.transports.stdio; "
+            "print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    heavy = {"agents_registry", "claude_mcp_bridge.bridge", "claude_mcp_bridge.config",
+             "claude_mcp_bridge.catalog", "claude_mcp_bridge.ledger", "claude_mcp_bridge.jobs",
+             "claude_mcp_bridge.agent_tests.mcp_tool", "claude_mcp_bridge.transports.http",
+             "jsonschema", "psutil", "yaml", "Stemmer", "sqlite3"}
+    assert heavy & loaded == set()
+
+
+def test_a_bad_config_over_stdio_ends_the_server_with_the_reason(workspace, fake_claude):
+    config = workspace.home / "bad.toml"
+    config.write_text("[limits]\nmax_concurrency = 'many'\n")
+    env = {**workspace.cli_env(fake_claude), "CLAUDE_MCP_BRIDGE_CONFIG": str(config)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_mcp_bridge", "serve", "--project-dir",
+         str(workspace.project)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert handshake(proc)["result"]["serverInfo"]["name"] == "claude-mcp-bridge"
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 2
+    assert out == b""
+    assert "bad.toml" in err.decode() and "max_concurrency" in err.decode()

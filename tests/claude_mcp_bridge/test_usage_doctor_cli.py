@@ -54,14 +54,14 @@ def usage_json(workspace, env: dict[str, str], *args: str) -> dict[str, Any]:
 
 
 def record(ledger_path: Path, tool: str, outcome: Any, cost: float, at: datetime,
-           duration_ms: int = 1000) -> None:
+           wall_ms: int = 1000) -> None:
     """A call settled at ``at``, as an earlier bridge run would have left it."""
     with Ledger.open(ledger_path) as ledger:
         start = CallStart(tool, "agent", f"{tool}.md", "0" * 64, "earlier", "x")
         reservation = ledger.reserve(start, cost or None, Budget(), Budget(), now=at)
         assert isinstance(reservation, Reservation)
         ledger.settle(reservation.call_id, Settlement(outcome=outcome, cost_usd=cost,
-                                                      duration_ms=duration_ms), now=at)
+                                                      wall_ms=wall_ms), now=at)
 
 
 def test_usage_after_calls_shows_calls_success_cost_and_budget_left(workspace, fake_claude,
@@ -80,7 +80,7 @@ def test_usage_after_calls_shows_calls_success_cost_and_budget_left(workspace, f
     assert (reviewer["calls"], reviewer["ok"], reviewer["errors"]) == (2, 1, 1)
     assert reviewer["success_rate"] == 0.5
     assert reviewer["cost_usd"] == pytest.approx(0.3)
-    assert reviewer["p50_ms"] is not None
+    assert reviewer["wall_p50_ms"] is not None
     total = report["total"]
     assert (total["calls"], total["ok"]) == (3, 2)
     assert total["cost_usd"] == pytest.approx(0.5)
@@ -91,13 +91,14 @@ def test_usage_after_calls_shows_calls_success_cost_and_budget_left(workspace, f
 
 def test_usage_as_text_has_a_row_per_tool_a_total_and_the_budget_left(workspace, env, data_dir):
     now = datetime.now(UTC)
-    record(data_dir / "ledger.sqlite3", "agent_reviewer", "ok", 1.25, now, duration_ms=2000)
-    record(data_dir / "ledger.sqlite3", "agent_reviewer", "error", 0.25, now, duration_ms=4000)
+    record(data_dir / "ledger.sqlite3", "agent_reviewer", "ok", 1.25, now, wall_ms=2000)
+    record(data_dir / "ledger.sqlite3", "agent_reviewer", "error", 0.25, now, wall_ms=4000)
     done = bridge(workspace, env, "usage")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("since ")
-    assert lines[1].split() == ["tool", "calls", "ok", "%", "p50", "s", "p95", "s", "cost", "$"]
+    assert lines[1].split() == ["tool", "calls", "ok", "%", "wall", "p50", "s", "wall", "p95",
+                                "s", "cost", "$"]
     assert lines[2].split() == ["agent_reviewer", "2", "50", "2.0", "4.0", "1.5000"]
     assert lines[3].split() == ["total", "2", "50", "2.0", "4.0", "1.5000"]
     assert lines[4] == "budget left: today $3.50, this month $48.50"

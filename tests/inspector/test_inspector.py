@@ -100,6 +100,31 @@ def test_the_inspector_lists_and_calls_over_stdio(inspector, workspace, fake_cla
     assert fake_claude.last()["stdin"] == "Review the parser"
 
 
+def test_every_output_schema_passes_the_inspectors_strict_check(inspector, workspace,
+                                                                fake_claude):
+    # the Inspector warned that outputSchema.permission_denials.items was {} (issue 15); both
+    # catalog modes, so the agent and skill tools and every built-in tool are listed
+    workspace.agent("reviewer", "tools: Read\n")
+    workspace.skill("changelog")
+    config = workspace.home / "both.toml"
+    config.write_text('[catalog]\nmode = "both"\njobs = true\ntest_tool = true\n')
+    env_flags = ["-e", f"CLAUDE_MCP_BRIDGE_CONFIG={config}"]
+    target = over_stdio(workspace, fake_claude)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workspace.home)}
+    done = subprocess.run([str(inspector), "--cli", "--strict", "--method", "tools/list",
+                           *env_flags, *target], capture_output=True, text=True, env=env,
+                          cwd=workspace.project, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = json.loads(done.stdout)
+    assert {t["name"] for t in listed["tools"]} >= {
+        "agent_reviewer", "skill_changelog", "find_agent", "run_agent", "job_start",
+        "job_status", "job_result", "job_cancel", "test_agent"}
+    assert "schemaFindings" not in listed
+    findings = [line for line in done.stderr.splitlines()
+                if line.startswith(("Warning: tool", "Error: tool", "  Path:", "  Issue:"))]
+    assert findings == []
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

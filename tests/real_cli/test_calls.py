@@ -67,7 +67,8 @@ async def test_progress_follows_the_real_stream(workspace, real_cli):
 FAILURES = {
     "auth-401": ({"script": [{"error": 401}]}, ["Invalid API key"]),
     "overloaded-529": ({"script": [{"error": 529}]}, ["529", "Overloaded"]),
-    "not-logged-in": ({"env": {"ANTHROPIC_API_KEY": ""}}, ["Not logged in"]),
+    "not-logged-in": ({"env": {"ANTHROPIC_API_KEY": ""}},
+                      ["Not logged in", "MCP clients do not pass your shell's environment"]),
     "max-turns": ({"script": [{"tool_use": {"name": "Read", "input": {"file_path": "/nowhere"}}},
                               {"text": "never reached"}],
                    "arguments": {"max_turns": 1}},
