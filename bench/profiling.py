@@ -250,7 +250,8 @@ def listing_shapes(quick: bool) -> Table:
 
 
 def _settings(ws: Workspace) -> Any:
-    from claude_mcp_bridge.cli import _parser, build_settings
+    from claude_mcp_bridge.cli import _parser
+    from claude_mcp_bridge.startup import build_settings
 
     args = _parser().parse_args(["list", "--project-dir", str(ws.project)])
     return build_settings(args, ws.bridge_env(ws.root / "no-claude"))

@@ -11,11 +11,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from functools import partial
-from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -23,6 +21,7 @@ import anyio
 from . import __version__, logs, service
 from .agent_tests import cli as agent_tests
 from .errors import BridgeError, ConfigError
+from .startup import build_settings, default_config_file
 
 # Every command builds this module's parser, and ``serve`` over stdio must answer
 # ``initialize`` within a few milliseconds of the SDK's own imports (Claude Code starts its
@@ -85,66 +84,6 @@ def _guarded(command: Callable[..., int], *args: Any) -> int:
         print(f"claude-mcp-bridge: unexpected {type(exc).__name__}: {exc} (run with "
               "--log-level DEBUG for the details)", file=sys.stderr)
         return 1
-
-
-def build_settings(
-    args: argparse.Namespace, environ: Mapping[str, str], *, defaults: bool = False
-) -> Settings:
-    """Settings from flags, environment and the config file (``defaults``: ignore the file)."""
-    from agents_registry import Roots, user_config_dir
-
-    from .config import config_path, load_config
-    from .forwarding import forwarded_mcp
-    from .settings import Settings, find_claude, read_depth
-
-    config_file = None if defaults else config_path(args.config, environ, _default_config_file())
-    config = load_config(config_file)
-    if args.timeout is not None:
-        limits = config.limits.model_copy(update={"timeout_s": args.timeout})
-        config = config.model_copy(update={"limits": limits})
-    project_dir = Path(args.project_dir).expanduser().resolve()
-    if not project_dir.is_dir():
-        raise ConfigError(f"--project-dir {args.project_dir!r} is not a directory")
-    extra = [*args.extra_root, *config.discovery.extra_roots]
-    roots = Roots(
-        user_dir=user_config_dir(environ),
-        project_dir=project_dir,
-        extra_dirs=tuple(Path(d).expanduser().resolve() for d in extra),
-    )
-    mcp = forwarded_mcp([*(Path(p) for p in args.mcp_config), *config.mcp.configs],
-                        project_dir, args.strict_mcp_config or config.mcp.strict)
-    if mcp.removed:
-        logger.info(
-            "an .mcp.json above %s registers this bridge (%s): children get its other "
-            "servers forwarded and run with --strict-mcp-config", project_dir,
-            ", ".join(mcp.removed))
-    return Settings(
-        roots=roots,
-        claude=find_claude(environ),
-        config=config,
-        config_file=config_file,
-        ledger_path=config.ledger.path or _data_dir(environ) / "ledger.sqlite3",
-        mcp_configs=mcp.configs,
-        strict_mcp_config=mcp.strict,
-        depth=read_depth(environ),
-        base_env=MappingProxyType(dict(environ)),
-    )
-
-
-def _default_config_file() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("claude-mcp-bridge")) / "config.toml"
-
-
-def _data_dir(environ: Mapping[str, str]) -> Path:
-    import platformdirs
-
-    from .settings import DATA_DIR_VAR
-
-    override = environ.get(DATA_DIR_VAR, "").strip()
-    return Path(override).expanduser() if override else Path(
-        platformdirs.user_data_dir("claude-mcp-bridge"))
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -233,7 +172,7 @@ async def _serving(server: BridgeServer, jobs: JobBoard,
 
     bridge = server.bridge
     reload = bridge.settings.config.reload
-    config_file = bridge.settings.config_file or _default_config_file()
+    config_file = bridge.settings.config_file or default_config_file()
     async with bridge.warm.running(), jobs.running(), anyio.create_task_group() as tg:
         if reload.enabled:
             tg.start_soon(partial(watch, bridge.settings.roots, server.reload,
@@ -311,7 +250,7 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     from .tokens import token_command
 
-    return token_command(args.action, args.name, settings.config_file or _default_config_file(),
+    return token_command(args.action, args.name, settings.config_file or default_config_file(),
                          print_toml=getattr(args, "print_toml", False), out=sys.stdout,
                          err=sys.stderr)
 

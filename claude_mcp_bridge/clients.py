@@ -31,9 +31,6 @@ from .config import ClientConfig, Config
 from .outcomes import Refusal
 from .tool_policy import ToolPolicy, smallest, stricter, unique
 
-CLIENT_SCOPE_KEY = "claude_mcp_bridge.client"
-"""Where the HTTP transport puts the authenticated client's name in the ASGI scope."""
-
 
 def new_token() -> str:
     """A fresh bearer token: 32 random bytes, URL-safe text."""

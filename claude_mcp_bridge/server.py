@@ -8,8 +8,7 @@ register their handlers once, when the server is created; a call is a table look
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +20,19 @@ from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import ListenHandler
 
 from . import __version__
-from .clients import CLIENT_SCOPE_KEY, Clients
-from .config import load_config
-from .errors import ConfigError, UnknownToolError
+from .errors import UnknownToolError
+from .mcp_edge import (
+    POST_SCOPE_KEY,
+    Caller,
+    caller_of,
+    client_of,
+    list_resource_templates,
+    list_resources,
+    request_key,
+    session_progress,
+    text_resource,
+    to_call_tool_result,
+)
 from .notifier import Notifier
 from .outcomes import Refusal, Reply
 
@@ -35,10 +44,10 @@ if TYPE_CHECKING:
     from .bridge import Bridge, load_catalog, open_bridge
     from .catalog import Catalog
     from .jobs import JobBoard
-    from .progress import Progress
     from .router import Router
 
-__all__ = ["Bridge", "Caller", "create_server", "load_catalog", "open_bridge"]
+__all__ = ["POST_SCOPE_KEY", "Bridge", "Caller", "create_server", "load_catalog",
+           "open_bridge"]
 
 
 def __getattr__(name: str) -> Any:
@@ -115,9 +124,9 @@ class BridgeServer(_BridgeServer):
             instructions=INSTRUCTIONS,
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
-            on_list_resources=_list_resources,
+            on_list_resources=list_resources,
             on_read_resource=self._read_resource,
-            on_list_resource_templates=_list_resource_templates,
+            on_list_resource_templates=list_resource_templates,
             on_subscriptions_listen=ListenHandler(self.notifier.bus),
         )
         self.add_notification_handler("notifications/initialized", types.NotificationParams,
@@ -176,6 +185,10 @@ class BridgeServer(_BridgeServer):
     async def reload_config(self, path: Path) -> None:
         """Re-read the changed config file and swap in its clients (tokens and ceilings);
         a file that does not load leaves the clients as they were."""
+        from .clients import Clients
+        from .config import load_config
+        from .errors import ConfigError
+
         try:
             config = await anyio.to_thread.run_sync(load_config, path)
         except ConfigError as exc:
@@ -264,13 +277,13 @@ class BridgeServer(_BridgeServer):
         if uri == USAGE_URI:
             text = await anyio.to_thread.run_sync(usage_resource, bridge.ledger,
                                                   bridge.global_budget, client)
-            return _text_resource(uri, "application/json", text)
+            return text_resource(uri, "application/json", text)
         call_id = uri[len(RESULTS_URI):]
         if uri.startswith(RESULTS_URI) and await anyio.to_thread.run_sync(
                 visible_to, bridge.ledger, call_id, client):
             whole = await anyio.to_thread.run_sync(bridge.answers.full_text, call_id)
             if whole is not None:
-                return _text_resource(uri, "text/plain", whole)
+                return text_resource(uri, "text/plain", whole)
         raise MCPError(code=types.INVALID_PARAMS, message=f"unknown resource {uri}")
 
 
@@ -333,103 +346,3 @@ def _test_handler(bridge: Bridge) -> Handler:
 
         return await test_tool.call_tool(bridge, arguments, session_progress(ctx.session))
     return call
-
-
-# -- MCP at the edge: who calls, where progress goes, what the client gets ---------------
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who made a call, for the ledger: transport and client name."""
-
-    transport: str
-    client: str
-
-    def __str__(self) -> str:
-        return f"{self.transport}/{self.client}"
-
-
-def caller_of(ctx: ServerRequestContext[Any]) -> Caller:
-    transport = "http" if ctx.request is not None else "stdio"
-    params = ctx.session.client_params
-    if params is None:
-        return Caller(transport, "unknown")
-    info = params.client_info
-    return Caller(transport, f"{info.name} {info.version}".strip())
-
-
-def client_of(ctx: ServerRequestContext[Any]) -> str | None:
-    """The ``[clients.<name>]`` entry whose token the HTTP request carried; None for the
-    owner (stdio, the single token, a tokenless loopback bridge)."""
-    scope = getattr(ctx.request, "scope", None)
-    client = scope.get(CLIENT_SCOPE_KEY) if isinstance(scope, dict) else None
-    return client if isinstance(client, str) else None
-
-
-POST_SCOPE_KEY = "claude_mcp_bridge.post"
-"""Where the HTTP transport puts a unique id of each POST to ``/mcp`` in the ASGI scope."""
-
-
-def request_key(ctx: ServerRequestContext[Any]) -> Hashable | None:
-    """How an HTTP transport names a request: (its POST's id, else the MCP session id;
-    the JSON-RPC id). Requests without a session (2026 era, stateless) reuse JSON-RPC ids
-    across clients, so the POST's own id keeps one client's disconnect from stopping
-    another's call."""
-    headers = getattr(ctx.request, "headers", None)
-    if headers is None or ctx.request_id is None:
-        return None
-    scope = getattr(ctx.request, "scope", {})
-    post = scope.get(POST_SCOPE_KEY) if isinstance(scope, dict) else None
-    return (post or headers.get("mcp-session-id"), str(ctx.request_id))
-
-
-def session_progress(session: Any) -> Progress:
-    """Progress sent to an MCP client; a client that went away is not an error."""
-    from .progress import Progress
-
-    count = 0
-
-    async def say(message: str) -> None:
-        nonlocal count
-        count += 1
-        try:
-            await session.report_progress(count, None, message)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            logger.debug("progress not delivered: the client is gone")
-    return Progress(say)
-
-
-def to_call_tool_result(reply: Reply) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=reply.text)],
-        structured_content=reply.structured, is_error=reply.is_error, _meta=reply.meta)
-
-
-def _text_resource(uri: str, mime_type: str, text: str) -> types.ReadResourceResult:
-    return types.ReadResourceResult(contents=[types.TextResourceContents(
-        uri=uri, mime_type=mime_type, text=text)])
-
-
-async def _list_resources(
-    ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-) -> types.ListResourcesResult:
-    from .usage import USAGE_URI
-
-    return types.ListResourcesResult(resources=[types.Resource(
-        uri=USAGE_URI, name="usage", title="Usage and budget",
-        description="Calls, success rate, p50/p95 wall time and cost per tool over the last "
-                    "7 days, and the budget left today and this month.",
-        mime_type="application/json")])
-
-
-async def _list_resource_templates(
-    ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-) -> types.ListResourceTemplatesResult:
-    from .answers import RESULTS_URI
-
-    return types.ListResourceTemplatesResult(resource_templates=[types.ResourceTemplate(
-        uri_template=RESULTS_URI + "{call_id}", name="full-result",
-        title="Whole answer of a call",
-        description="The whole answer of a call whose result was cut to the size limit "
-                    "(its full_result field names this URI).",
-        mime_type="text/plain")])

@@ -28,9 +28,10 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .settings import Settings
+if TYPE_CHECKING:  # every command builds the parser: this module must load light
+    from .settings import Settings
 
 Platform = Literal["linux", "darwin"]
 UNIT = "claude-mcp-bridge.service"

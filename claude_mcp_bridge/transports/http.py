@@ -51,8 +51,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..clients import CLIENT_SCOPE_KEY, NO_CLIENTS, Clients
+from ..clients import NO_CLIENTS, Clients
 from ..config import HttpConfig
+from ..mcp_edge import CLIENT_SCOPE_KEY
 from ..platform import shutdown_signals
 from ..server import POST_SCOPE_KEY, Bridge
 from .guards import HostAndOrigin, JsonDepthLimit
