@@ -532,10 +532,8 @@ def test_a_call_keeps_its_wall_time_and_the_cli_duration_apart(ledger):
     assert (reviewer.wall_p50_ms, reviewer.wall_p95_ms) == (729, 729)
 
 
-def test_usage_counts_a_row_from_before_wall_times_with_its_duration(ledger, path):
+def test_usage_counts_a_row_from_before_wall_times_with_its_duration(ledger):
     spend(ledger, 0.01, duration_ms=300)
-    with raw(path) as db:  # the row as a version 3 ledger left it: no wall time
-        db.execute("UPDATE calls SET wall_ms = NULL")
-        db.commit()
+    ledger.write("UPDATE calls SET wall_ms = NULL", ())  # as a ledger before wall times left it
     [reviewer, _] = usage_rows(ledger, since=NOW - timedelta(hours=1), by="tool")
     assert reviewer.wall_p50_ms == 300
