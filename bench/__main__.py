@@ -43,11 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, metavar="PATH",
                         help="config file for the bridges of the latency benchmark "
                              "(e.g. one with a [warm] pool)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure the bridge as of this git revision, side by side "
+                             "(latency and scale), e.g. --baseline main")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results.md",
                         help="where to write the tables (default: bench/results.md)")
     args = parser.parse_args(argv)
     options = Options(quick=args.quick,
-                      config=args.config.resolve() if args.config else None)
+                      config=args.config.resolve() if args.config else None,
+                      baseline=args.baseline)
     names = args.only or list(BENCHES)
     began = time.monotonic()
     tables = anyio.run(_run_all, names, options)

@@ -13,6 +13,7 @@ a bridge faster than the direct run; the direct run stays a cold ``claude -p`` (
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -26,22 +27,30 @@ from typing import Any
 import anyio
 from mcp import Client
 
+from .baseline import baseline_env, baseline_tree
 from .options import Options, real_claude
 from .report import Table, ms, p50, p95
-from .servers import bridge_client, cpu_seconds
+from .servers import Transport, bridge_client, cpu_seconds
 from .workspace import TOOL, Workspace, workspace
 
 TARGET_S = 0.010
 PATHS = ("stdio", "http", "direct")
+BEFORE = " (baseline)"
+"""Suffix of the paths served by the ``--baseline`` revision's bridge."""
 
 
 @dataclass
 class Measured:
     """Per path: wall time of each call, and CPU seconds summed over all of them."""
 
-    wall: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PATHS})
-    server_cpu: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PATHS, 0.0))
-    client_cpu: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PATHS, 0.0))
+    paths: Sequence[str] = PATHS
+    wall: dict[str, list[float]] = field(default_factory=dict)
+    server_cpu: dict[str, float] = field(default_factory=dict)
+    client_cpu: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for path in self.paths:
+            self.wall[path], self.server_cpu[path], self.client_cpu[path] = [], 0.0, 0.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,9 @@ async def bench_latency(options: Options) -> Table:
                        "model server), averaged over the calls (10 ms clock ticks).")
     if options.config:
         table.notes.append(f"bridges ran with the config file {options.config.name}")
+    if options.baseline:
+        table.notes.append(f"rows marked{BEFORE}: the bridge as of `{options.baseline}`, "
+                           "in the same rounds (bench/baseline.py)")
     return table
 
 
@@ -90,10 +102,10 @@ async def _measure(
             target = claude
         prompt = "Say ok."
         recorded = _record(ws, target, prompt, options.config)
-        measured = await _interleaved(ws, target, options.config, recorded, prompt, rounds,
+        measured = await _interleaved(ws, target, options, recorded, prompt, rounds,
                                       warm_up=1 if claude else 3)
     direct = measured.wall["direct"]
-    for path in PATHS:
+    for path in measured.paths:
         runs = measured.wall[path]
         row: list[object] = [label, path, len(runs), ms(p50(runs)), ms(p95(runs))]
         if path == "direct":
@@ -103,7 +115,7 @@ async def _measure(
             paired = p50([b - d for b, d in zip(runs, direct, strict=True)])
             row += [ms(added), ms(paired), f"{p50(runs) / p50(direct):.2f}",
                     ms(measured.server_cpu[path] / len(runs))]
-            if len(runs) >= 10:
+            if len(runs) >= 10 and not path.endswith(BEFORE):
                 table.target(f"{label}, {path}: bridge adds < 10 ms p50", added < TARGET_S,
                              f"{ms(added)} ms")
             else:
@@ -143,28 +155,34 @@ def _cold(argv: Sequence[str]) -> list[str]:
 
 
 async def _interleaved(
-    ws: Workspace, target: Path, config: Path | None, recorded: Recorded, prompt: str,
+    ws: Workspace, target: Path, options: Options, recorded: Recorded, prompt: str,
     rounds: int, warm_up: int,
 ) -> Measured:
     env = ws.bridge_env(target)
-    log = ws.root / "bridge.log"
+    bridges = {"stdio": env, "http": env}
+    if options.baseline:
+        tree = baseline_tree(options.baseline)
+        bridges |= {f"stdio{BEFORE}": baseline_env(env, tree),
+                    f"http{BEFORE}": baseline_env(env, tree)}
     async with AsyncExitStack() as stack:
-        stdio, stdio_pid = await stack.enter_async_context(
-            bridge_client("stdio", ws.project, env, config, log))
-        http, http_pid = await stack.enter_async_context(
-            bridge_client("http", ws.project, env, config, log))
-        servers = {"stdio": stdio_pid, "http": http_pid}
-        calls: dict[str, Callable[[], Awaitable[None]]] = {
-            "stdio": lambda: _bridge_call(stdio, prompt),
-            "http": lambda: _bridge_call(http, prompt),
-            "direct": lambda: anyio.to_thread.run_sync(_direct_run, recorded, target, prompt),
-        }
+        servers: dict[str, int] = {}
+        calls: dict[str, Callable[[], Awaitable[None]]] = {}
+        for index, (path, bridge_env) in enumerate(bridges.items()):
+            transport: Transport = "stdio" if path.startswith("stdio") else "http"
+            log = ws.root / f"bridge-{index}.log"  # the HTTP URL is read from its own log
+            client, servers[path] = await stack.enter_async_context(
+                bridge_client(transport, ws.project, bridge_env, options.config, log))
+            calls[path] = functools.partial(_bridge_call, client, prompt)
+        calls["direct"] = functools.partial(anyio.to_thread.run_sync, _direct_run, recorded,
+                                            target, prompt)
         for call in calls.values():  # warm up: imports, first-call tools/list, page cache
             for _ in range(warm_up):
                 await call()
-        measured = Measured()
+        measured = Measured(list(calls))
+        order = list(calls)
         for index in range(rounds):
-            for path in PATHS[index % 3:] + PATHS[: index % 3]:
+            shift = index % len(order)
+            for path in order[shift:] + order[:shift]:
                 server = servers.get(path)
                 server_cpu = cpu_seconds(server) if server else 0.0
                 client_cpu = time.process_time()

@@ -19,6 +19,8 @@ class Options:
     """Fewer samples: the whole suite in under a minute, for a smoke check."""
     config: Path | None = None
     """A config file for the bridges of the call-latency benchmark (e.g. with ``[warm]``)."""
+    baseline: str | None = None
+    """A git revision whose bridge is measured beside this one (latency, scale)."""
 
     def count(self, full: N, quick: N) -> N:
         """``quick`` with --quick, else ``full`` (a number of samples, a duration...)."""
