@@ -44,8 +44,10 @@ class BudgetConfig(_Section):
 
 
 class LimitsConfig(_Section):
-    max_concurrency: Annotated[int, Field(ge=1)] = 4
-    """Children running at once; more calls wait in the queue."""
+    max_concurrency: Annotated[int, Field(ge=1)] = 8
+    """Children running at once; more calls wait in the queue. A ``claude`` child spends
+    nearly all its time waiting for the model, not on a CPU, and holds 150-250 MB: 8 fit
+    a laptop and let a client's usual fan-out of parallel agents run without queueing."""
     max_queue: Annotated[int, Field(ge=0)] = 16
     """Calls that may wait for a slot; beyond that a call is refused at once."""
     timeout_s: Annotated[float, Field(gt=0)] = 1800.0

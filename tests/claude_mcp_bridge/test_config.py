@@ -25,7 +25,7 @@ def config_error(tmp_path: Path, text: str) -> ConfigError:
 def test_no_file_means_safe_defaults() -> None:
     config = load_config(None)
     assert config == Config()
-    assert (config.limits.max_concurrency, config.limits.max_queue) == (4, 16)
+    assert (config.limits.max_concurrency, config.limits.max_queue) == (8, 16)
     assert config.limits.max_depth == 3
     assert config.budget.per_call_usd is None and config.budget.daily_usd is None
     assert config.permissions.mode is None

@@ -239,12 +239,12 @@ def test_the_config_flag_wins_over_the_env_var_which_wins_over_the_default_file(
     env.pop("XDG_CONFIG_HOME", None)
     env["CLAUDE_MCP_BRIDGE_CLAUDE_BIN"] = str(tmp_path / "absent")  # skip the claude checks
     _, checks = doctor(workspace, env)
-    assert f"{default}: valid; max_concurrency 4, max_queue 1," in checks["config"]
+    assert f"{default}: valid; max_concurrency 8, max_queue 1," in checks["config"]
     env["CLAUDE_MCP_BRIDGE_CONFIG"] = str(from_env)
     _, checks = doctor(workspace, env)
-    assert f"{from_env}: valid; max_concurrency 4, max_queue 2," in checks["config"]
+    assert f"{from_env}: valid; max_concurrency 8, max_queue 2," in checks["config"]
     done = bridge(workspace, env, "doctor", "--config", str(flag))
-    assert f"{flag}: valid; max_concurrency 4, max_queue 3," in done.stdout
+    assert f"{flag}: valid; max_concurrency 8, max_queue 3," in done.stdout
 
 
 def read_until(process: subprocess.Popen[str], needle: str, timeout: float) -> str:
