@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .baseline import baseline_env, baseline_tree
 from .options import Options
 from .report import Table, ms, p50, p95
 from .servers import RawStdio, bridge_client, memory_mb, serve_argv
@@ -51,6 +52,8 @@ async def bench_scale(options: Options) -> Table:
         finally:
             raw.close()
         sdk = await _sdk_listings(ws, options.count(10, 0))
+        if options.baseline:
+            _versus_baseline(ws, options, table)
         # The answer to a catalog this big: router mode publishes two tools.
         router = ws.config('[catalog]\nmode = "router"\n', "router.toml")
         routed: list[float] = []
@@ -90,11 +93,41 @@ async def bench_scale(options: Options) -> Table:
     return table
 
 
+def _versus_baseline(ws: Workspace, options: Options, table: Table) -> None:
+    """Cold starts and listings of this bridge and the ``--baseline`` one, alternated."""
+    tree = baseline_tree(str(options.baseline))
+    envs = {"this": ws.bridge_env(ws.root / "no-claude")}
+    envs["baseline"] = baseline_env(envs["this"], tree)
+    starts: dict[str, list[float]] = {name: [] for name in envs}
+    listings: dict[str, list[float]] = {name: [] for name in envs}
+    servers: dict[str, RawStdio] = {}
+    try:
+        for _ in range(options.count(5, 1)):
+            for name, env in envs.items():
+                if name in servers:
+                    servers.pop(name).close()
+                seconds, servers[name], _ = _cold_start(ws, env=env)
+                starts[name].append(seconds)
+        for _ in range(options.count(30, 3)):
+            for name, raw in servers.items():
+                listings[name] += _listings(raw, 1)
+        memory = {name: memory_mb(raw.process.pid) for name, raw in servers.items()}
+    finally:
+        for raw in servers.values():
+            raw.close()
+    for name in envs:
+        label = f"{name} ({options.baseline})" if name == "baseline" else "this bridge"
+        table.add(f"side by side, {label}: cold start (s) / tools/list (ms) / peak (MB)",
+                  f"{p50(starts[name]):.3f} / {ms(p50(listings[name]))} / "
+                  f"{memory[name]['VmHWM']:.0f}",
+                  f"{max(starts[name]):.3f} / {ms(p95(listings[name]))} / -", "")
+
+
 def _cold_start(
-    ws: Workspace, config: Path | None = None
+    ws: Workspace, config: Path | None = None, env: dict[str, str] | None = None,
 ) -> tuple[float, RawStdio, dict[str, float]]:
     """Spawn to the first tools/list answer; the server, and its memory before that answer."""
-    env = ws.bridge_env(ws.root / "no-claude")
+    env = env or ws.bridge_env(ws.root / "no-claude")
     began = time.perf_counter()
     raw = RawStdio(serve_argv(ws.project, config), env, ws.project, ws.root / "bridge.log")
     try:
