@@ -15,6 +15,7 @@ import anyio
 from .concurrency import bench_concurrency
 from .latency import bench_latency
 from .options import Options
+from .peers import bench_peers
 from .reload import bench_reload
 from .report import Table, machine
 from .router_eval import bench_router
@@ -31,6 +32,7 @@ BENCHES: dict[str, Callable[[Options], Awaitable[Table]]] = {
     "reload": bench_reload,
     "router": bench_router,
     "startup": bench_startup,
+    "peers": bench_peers,
 }
 
 
@@ -46,13 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure the bridge as of this git revision, side by side "
                              "(latency and scale), e.g. --baseline main")
+    parser.add_argument("--peers", action="store_true",
+                        help="only the peers benchmark: installs the peer MCP servers from "
+                             "npm into .cache/peers/ and measures them beside the bridge")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results.md",
                         help="where to write the tables (default: bench/results.md)")
     args = parser.parse_args(argv)
     options = Options(quick=args.quick,
                       config=args.config.resolve() if args.config else None,
                       baseline=args.baseline)
-    names = args.only or list(BENCHES)
+    names = ["peers"] if args.peers else args.only or [n for n in BENCHES if n != "peers"]
     began = time.monotonic()
     tables = anyio.run(_run_all, names, options)
     elapsed = time.monotonic() - began
