@@ -52,10 +52,11 @@ STAGES: list[tuple[Any, str, str]] = [
     (anyio, "open_process", "    runner: spawn (anyio.open_process)"),
     (subprocess.Popen, "_execute_child", "      spawn: fork + exec (Popen._execute_child)"),
     (asyncio.ThreadedChildWatcher, "add_child_handler", "      spawn: start a waitpid thread"),
+    (asyncio.PidfdChildWatcher, "add_child_handler", "      spawn: watch a pidfd"),
     (runner, "_supervise", "    runner: supervise until exit"),
     (runner, "end_process_group", "    runner: end the process group"),
-    (bridge.Bridge, "_settle", "  execute: settle"),
-    (ledger.Ledger, "settle", "    ledger.settle (worker thread)"),
+    (ledger.Ledger, "later", "  execute: queue a ledger write (settle, notes)"),
+    (ledger.Ledger, "settle", "ledger.settle (writer thread, after the answer)"),
     (progress.Progress, "say", "progress notification (each)"),
 ]
 

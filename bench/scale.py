@@ -126,14 +126,15 @@ def _versus_baseline(ws: Workspace, options: Options, table: Table) -> None:
 def _cold_start(
     ws: Workspace, config: Path | None = None, env: dict[str, str] | None = None,
 ) -> tuple[float, RawStdio, dict[str, float]]:
-    """Spawn to the first tools/list answer; the server, and its memory before that answer."""
+    """Spawn to the first tools/list answer read whole (not parsed); the server, and its
+    memory before that answer."""
     env = env or ws.bridge_env(ws.root / "no-claude")
     began = time.perf_counter()
     raw = RawStdio(serve_argv(ws.project, config), env, ws.project, ws.root / "bridge.log")
     try:
         raw.initialize()
         memory = memory_mb(raw.process.pid)
-        raw.request("tools/list")
+        raw.receive("tools/list")
     except BaseException:
         raw.close()
         raise
@@ -144,7 +145,7 @@ def _listings(raw: RawStdio, count: int) -> list[float]:
     samples = []
     for _ in range(count):
         began = time.perf_counter()
-        raw.request("tools/list")
+        raw.receive("tools/list")
         samples.append(time.perf_counter() - began)
     return samples
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -157,6 +158,23 @@ class RawStdio:
                 if "error" in message:
                     raise RuntimeError(f"{method} failed: {message['error']}")
                 return dict(message["result"])
+
+    def receive(self, method: str) -> int:
+        """Send a request and read its whole answer without parsing it (a JSON decode of a
+        5 MB answer takes the client longer than the server takes to send it); its size."""
+        self._next_id += 1
+        self._send({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": {}})
+        assert self.process.stdout is not None
+        ours = re.compile(rb'"id":\s*%d[,}]' % self._next_id)
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the bridge closed its stdout (exit {self.process.poll()})")
+            if ours.search(line, 0, 200):  # the SDK writes "jsonrpc", then "id", first
+                if b'"error"' in line[:200]:
+                    raise RuntimeError(f"{method} failed: {line[:500]!r}")
+                self.last_bytes = len(line)
+                return len(line)
 
     def call(self, tool: str, prompt: str) -> dict[str, Any]:
         """A ``tools/call`` with a progress token; the progress frames are read and dropped."""
