@@ -18,9 +18,7 @@ Safety, in the order a request meets it:
 - the session cap on Streamable HTTP, where unused and least recently used idle
   sessions make room (``sessions.py``); the same cap (503) on open SSE streams.
 
-SIGTERM or SIGINT drains: new calls are refused, calls in flight get
-``drain_timeout_s`` to finish, the rest are stopped (children ended, ledger rows
-settled), then uvicorn closes the connections.
+SIGTERM or SIGINT drains (``inflight.py``), then uvicorn closes the connections.
 """
 
 from __future__ import annotations
