@@ -12,6 +12,14 @@ Rules that matter:
   other agent files of that name it might find.
 - A skill runs deterministically: its SKILL.md body is appended to the system
   prompt and its folder is added with ``--add-dir`` (skills read files beside them).
+- Every child speaks the control protocol (issue 17): ``--input-format stream-json``
+  and ``--permission-prompt-tool stdio``; stdin carries an ``initialize`` control
+  request, then the prompt as one user message, and stays open so the runner can
+  answer the CLI's ``can_use_tool`` requests. So the definition's tools are not
+  pre-allowed with ``--allowedTools`` (that would skip the bridge's rules): the
+  bridge allows them when asked, unless a rule says otherwise. ``dontAsk`` asks
+  nothing, so there they are still pre-allowed.
+- A sandboxed call adds ``--settings`` with the CLI's ``sandbox`` block.
 """
 
 from __future__ import annotations
@@ -28,6 +36,11 @@ from .errors import CommandError
 from .forwarding import call_flags
 from .policy import RunPlan
 from .settings import DEPTH_VAR, Settings
+from .tool_policy import Sandbox
+
+CONTROL_FLAGS = ("--input-format", "stream-json", "--permission-prompt-tool", "stdio")
+"""The control protocol: the bridge answers the child's permission prompts on stdin."""
+INITIALIZE_ID = "bridge-init"
 
 # Environment variables a parent Claude Code sets that must not leak into the child:
 # CLAUDECODE made older CLIs refuse to start ("nested session").
@@ -42,20 +55,26 @@ class Command:
     env: Mapping[str, str]
     cwd: Path
     stdin: bytes
-
+    interactive: bool = False
+    """The child speaks the control protocol: stdin stays open for answers until its
+    ``result``."""
 
 
 def build_command(
     definition: Definition, plan: RunPlan, prompt: str, settings: Settings, claude: Path,
     *, json_schema: Mapping[str, Any] | None = None,
 ) -> Command:
-    argv = [str(claude), "-p", "--output-format", "stream-json", "--verbose"]
+    argv = [str(claude), "-p", "--output-format", "stream-json", "--verbose", *CONTROL_FLAGS]
     if isinstance(definition, AgentDefinition):
         argv += _agent_flags(definition, plan)
     else:
         argv += _skill_flags(definition, plan)
-    argv += _tool_flags(plan.tools, plan.disallowed_tools)
+    _check_rules(plan.tools)
+    pre_allowed = plan.tools if plan.permission_mode == "dontAsk" else None
+    argv += _tool_flags(pre_allowed, plan.disallowed_tools)
     argv += _plan_flags(plan)
+    if plan.sandbox is not None:
+        argv.append(f"--settings={json.dumps(sandbox_settings(plan.sandbox, plan.cwd))}")
     argv += call_flags(settings.mcp_configs, settings.strict_mcp_config, plan.cwd,
                        settings.project_dir)
     if json_schema is not None:
@@ -64,8 +83,34 @@ def build_command(
         argv=tuple(argv),
         env=child_env(settings.base_env, settings.depth),
         cwd=plan.cwd,
-        stdin=prompt.encode(),
+        stdin=control_stdin(prompt),
+        interactive=True,
     )
+
+
+def control_stdin(prompt: str) -> bytes:
+    """What a control-protocol child reads first: ``initialize``, then the prompt."""
+    frames = [
+        {"type": "control_request", "request_id": INITIALIZE_ID,
+         "request": {"subtype": "initialize", "hooks": None}},
+        {"type": "user", "message": {"role": "user", "content": prompt},
+         "parent_tool_use_id": None, "session_id": "default"},
+    ]
+    return "".join(json.dumps(frame) + "\n" for frame in frames).encode()
+
+
+def sandbox_settings(sandbox: Sandbox, cwd: Path) -> dict[str, Any]:
+    """The CLI's ``sandbox`` settings: Bash runs sandboxed without a prompt, writes only in
+    ``cwd`` (the CLI's default) and the extra roots, network only to the allowed hosts, and
+    a command that cannot be sandboxed fails instead of running bare."""
+    return {"sandbox": {
+        "enabled": True,
+        "autoAllowBashIfSandboxed": True,
+        "allowUnsandboxedCommands": False,
+        "failIfUnavailable": True,
+        "filesystem": {"allowWrite": [str(cwd), *(str(r) for r in sandbox.writable_roots)]},
+        "network": {"allowedDomains": list(sandbox.allowed_domains)},
+    }}
 
 
 def _agent_flags(agent: AgentDefinition, plan: RunPlan) -> list[str]:
@@ -104,10 +149,14 @@ def skill_system_prompt(skill: SkillDefinition) -> str:
     )
 
 
-def _tool_flags(allowed: tuple[str, ...] | None, disallowed: tuple[str, ...] | None) -> list[str]:
-    for tool in (*(allowed or ()), *(disallowed or ())):
+def _check_rules(tools: tuple[str, ...] | None) -> None:
+    for tool in tools or ():
         if tool.startswith("-"):
             raise CommandError(f"tool rule {tool!r} starts with '-' and would be read as a flag")
+
+
+def _tool_flags(allowed: tuple[str, ...] | None, disallowed: tuple[str, ...] | None) -> list[str]:
+    _check_rules((*(allowed or ()), *(disallowed or ())))
     flags: list[str] = []
     if allowed:
         flags += ["--allowedTools", *allowed]

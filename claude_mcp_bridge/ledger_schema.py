@@ -4,7 +4,9 @@ The schema version is ``PRAGMA user_version``. Version 1: ``calls``, one row per
 Version 2 adds ``test_results``: one row per run of an agent-test case, with the
 definition's content hash. Version 3 adds the call's child (``child_pid`` and
 ``child_created``, its creation time), so recovery after a crash can end a child that
-outlived its bridge without ever signalling a reused pid.
+outlived its bridge without ever signalling a reused pid. Version 4 adds ``decisions``:
+one row per permission prompt a call's child made, with who decided (policy, definition,
+person, time limit, fallback) and what.
 """
 
 from __future__ import annotations
@@ -75,6 +77,22 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE calls ADD COLUMN child_pid INTEGER",
         "ALTER TABLE calls ADD COLUMN child_created REAL",
+    ),
+    (
+        """CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY,
+            call_id TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            decided_at TEXT NOT NULL,
+            tool_name TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            decider TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            reason TEXT,
+            question_id TEXT
+        )""",
+        "CREATE INDEX decisions_tool ON decisions (tool, decided_at)",
+        "CREATE INDEX decisions_call ON decisions (call_id)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)

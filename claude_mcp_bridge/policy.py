@@ -21,7 +21,7 @@ from agents_registry import AgentDefinition, Definition
 
 from .arguments import CallArguments
 from .outcomes import Refusal
-from .tool_policy import ToolPolicy, smallest, unique
+from .tool_policy import Sandbox, ToolPolicy, smallest, unique
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class RunPlan:
     cwd: Path
     session_id: str | None
     timeout_s: float
+    sandbox: Sandbox | None = None
+    """The CLI's sandbox around the call's commands (None: not sandboxed)."""
 
 
 def plan_call(
@@ -84,6 +86,7 @@ def plan_call(
         cwd=cwd,
         session_id=arguments.session_id,
         timeout_s=policy.timeout_s,
+        sandbox=policy.sandbox,
     )
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from .budget import Budget
+from .decisions import decision_counts
 from .ledger import Ledger, format_time, utc
 
 USAGE_URI = "bridge://usage"
@@ -82,6 +83,7 @@ def usage_report(
         "rows": [row for row in rows if row["key"] != "total"],
         "total": next((row for row in rows if row["key"] == "total"), None),
         "budget_left": ledger.budget_left(budget),
+        "permissions": decision_counts(ledger, since=since),
     }
 
 
@@ -97,6 +99,10 @@ def usage_text(report: dict[str, Any]) -> str:
         lines.append(
             f"{str(row['key'])[:32]:<32} {row['calls']:>6} {_pct(row['success_rate']):>6} "
             f"{_secs(row['p50_ms']):>7} {_secs(row['p95_ms']):>7} {row['cost_usd']:>9.4f}")
+    for tool, counts in report.get("permissions", {}).items():
+        who = ", ".join(f"{k[3:]} {v}" for k, v in sorted(counts.items()) if k.startswith("by_"))
+        lines.append(f"permissions {tool}: allowed {counts['allow']}, denied {counts['deny']} "
+                     f"({who})")
     left = report["budget_left"]
     lines.append("budget left: today " + _money(left.get("daily")) +
                  ", this month " + _money(left.get("monthly")))

@@ -166,7 +166,7 @@ async def test_parallel_runs_every_case_and_keeps_their_order(workspace, fake_cl
     suite = await run_tests(workspace.settings(fake_claude), parallel=3, repeat=2)
     assert [(r.case, r.attempt, r.status) for r in suite.runs] == [
         (case, attempt, "passed") for case in ("one", "two", "three") for attempt in (1, 2)]
-    assert sorted(r["stdin"] for r in fake_claude.records()) == \
+    assert sorted(r["prompt"] for r in fake_claude.records()) == \
         ["one", "one", "three", "three", "two", "two"]
 
 
@@ -231,7 +231,7 @@ async def test_the_judge_scores_the_answer_against_the_rubric(workspace, fake_cl
         ["StructuredOutput"]
     assert json.loads(argv_value(judge_run, "--json-schema")) == VERDICT_SCHEMA
     for part in ("Names the off-by-one.", "Review paging.py", "paging.py:3 off-by-one"):
-        assert part in judge_run["stdin"]
+        assert part in judge_run["prompt"]
     assert judge_run["cwd"] == agent_run["cwd"]  # the judge may look at the working copy
     assert [c["tool"] for c in calls(settings)] == ["agent_reviewer", "agent_bridge-judge"]
 

@@ -64,7 +64,7 @@ async def test_a_call_returns_the_answer_with_cost_and_session(workspace, fake_c
     assert result.structured_content["session_id"]
     assert progress[0] == "starting agent reviewer"
     assert "wrote 2 words" in progress
-    assert fake_claude.last()["stdin"] == "review x"
+    assert fake_claude.last()["prompt"] == "review x"
 
 
 async def test_progress_names_the_tools_the_agent_runs(workspace, fake_claude):

@@ -1,0 +1,140 @@
+"""Permission prompts answered per call: policy rules, the person, the time limit, the fallback.
+
+The fake CLI speaks the control protocol (``can_use_tool`` on stdout, the answer on stdin) as
+the real one does; the core is driven here with an ``Approver`` of its own, no MCP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from claude_mcp_bridge.approvals import Answer, Question
+from claude_mcp_bridge.bridge import Bridge, Finished, open_bridge
+from claude_mcp_bridge.progress import Progress
+from tests.support import pid_alive
+
+pytestmark = pytest.mark.anyio
+
+WRITE = [{"init": {}},
+         {"tool_use": {"name": "Bash", "input": {"command": "touch made.txt"}}},
+         {"write": {"path": "made.txt", "content": "x"}},
+         {"tool_result": {"content": "(Bash completed with no output)"}},
+         {"text": "done"}, {"result": {}}]
+
+
+class Person:
+    """An approver that answers every question with ``answer`` (None: cannot ask; "never":
+    never answers)."""
+
+    def __init__(self, answer: Answer | str | None) -> None:
+        self.answer = answer
+        self.questions: list[Question] = []
+        self.asked = anyio.Event()
+
+    async def ask(self, question: Question) -> Answer | None:
+        self.questions.append(question)
+        self.asked.set()
+        if self.answer == "never":
+            await anyio.sleep_forever()
+        assert not isinstance(self.answer, str)
+        return self.answer
+
+
+@contextmanager
+def bridge_for(workspace: Any, fake_claude: Any, permissions: dict[str, Any]
+               ) -> Iterator[Bridge]:
+    workspace.agent("builder", "tools: Bash\n")
+    fake_claude.script(WRITE)
+    with open_bridge(workspace.settings(fake_claude, {"permissions": permissions})) as bridge:
+        yield bridge
+
+
+async def call(bridge: Bridge, approver: Any = None) -> Finished:
+    async def quiet(message: str) -> None:
+        pass
+    with anyio.fail_after(20):
+        finished = await bridge.call("agent_builder", {"prompt": "build"}, Progress(quiet),
+                                     "test", approver=approver)
+    assert isinstance(finished, Finished), finished
+    return finished
+
+
+def decided(bridge: Bridge) -> list[dict[str, Any]]:
+    return [dict(row) for row in bridge.ledger.rows("SELECT * FROM decisions ORDER BY id")]
+
+
+def denials(finished: Finished) -> list[Any]:
+    assert finished.report is not None
+    return list(finished.report.output.permission_denials)
+
+
+async def test_a_declared_tool_is_allowed_when_the_child_asks(workspace, fake_claude):
+    with bridge_for(workspace, fake_claude, {}) as bridge:
+        await call(bridge)
+        rows = decided(bridge)
+    assert (workspace.project / "made.txt").exists()
+    assert rows[0]["decider"] == "definition" and rows[0]["decision"] == "allow"
+
+
+async def test_a_deny_rule_wins_and_the_model_gets_the_reason(workspace, fake_claude):
+    rules = [{"tool": "Bash", "decision": "allow"}, {"tool": "Bash(touch *)", "decision": "deny"}]
+    with bridge_for(workspace, fake_claude, {"rules": rules}) as bridge:
+        finished = await call(bridge)
+    assert not (workspace.project / "made.txt").exists()
+    assert denials(finished)[0]["tool_name"] == "Bash"
+    stdin = fake_claude.last()["stdin"]
+    assert "can_use_tool" not in stdin  # the record keeps what came before the prompt only
+    assert json.loads(stdin.splitlines()[0])["request"]["subtype"] == "initialize"
+
+
+async def test_ask_without_elicitation_falls_back_to_deny_naming_the_rule(workspace, fake_claude):
+    rules = [{"tool": "Bash", "decision": "ask"}]
+    with bridge_for(workspace, fake_claude, {"rules": rules}) as bridge:
+        await call(bridge, Person(None))
+        rows = decided(bridge)
+    assert not (workspace.project / "made.txt").exists()
+    assert rows[0]["decider"] == "fallback"
+    assert 'tool = "Bash(touch made.txt)", decision = "allow"' in rows[0]["reason"]
+
+
+@pytest.mark.parametrize(("answer", "made"), [(Answer("allow_once"), True),
+                                              (Answer("deny", "not today"), False)])
+async def test_the_person_decides_what_ask_leaves_open(workspace, fake_claude, answer, made):
+    person = Person(answer)
+    with bridge_for(workspace, fake_claude, {"rules": [{"tool": "Bash", "decision": "ask"}]}
+                    ) as bridge:
+        await call(bridge, person)
+        rows = decided(bridge)
+    assert (workspace.project / "made.txt").exists() is made
+    assert person.questions[0].text.startswith("builder wants to run Bash: `touch made.txt`")
+    assert rows[0]["decider"] == "person"
+    assert ("not today" in rows[0]["reason"]) is not made
+
+
+async def test_an_unanswered_question_is_denied_at_its_time_limit(workspace, fake_claude):
+    person = Person("never")
+    permissions = {"rules": [{"tool": "Bash", "decision": "ask"}], "ask_timeout_s": 0.5}
+    with bridge_for(workspace, fake_claude, permissions) as bridge:
+        await call(bridge, person)
+        rows = decided(bridge)
+    assert not (workspace.project / "made.txt").exists()
+    assert rows[0]["decider"] == "time_limit"
+
+
+async def test_cancelling_while_the_question_waits_ends_the_child(workspace, fake_claude):
+    person = Person("never")
+    with bridge_for(workspace, fake_claude, {"rules": [{"tool": "Bash", "decision": "ask"}]}
+                    ) as bridge:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, bridge, person)
+            with anyio.fail_after(20):
+                await person.asked.wait()
+            tg.cancel_scope.cancel()
+    pid = fake_claude.last()["pid"]
+    assert not pid_alive(pid)
