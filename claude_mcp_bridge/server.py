@@ -22,6 +22,7 @@ from mcp.server.subscriptions import ListenHandler
 
 from .agent_tests import mcp_tool as test_tool
 from .answers import RESULTS_URI
+from .asking import SessionApprover
 from .bridge import Bridge, load_catalog, open_bridge
 from .builtin_tools import JOB_TOOLS, ROUTER_TOOLS, TEST_TOOL
 from .catalog import Catalog
@@ -181,7 +182,7 @@ async def call_definition(bridge: Bridge, ctx: ServerRequestContext[Any], name: 
                           arguments: dict[str, Any]) -> Reply:
     """A call of a published agent or skill: admit, execute, answer."""
     finished = await bridge.call(name, arguments, session_progress(ctx.session),
-                                 str(caller_of(ctx)), request_key(ctx))
+                                 str(caller_of(ctx)), request_key(ctx), SessionApprover(ctx))
     if isinstance(finished, Refusal):
         return Reply.refused(name, finished)
     return finished.reply()

@@ -138,3 +138,50 @@ async def test_cancelling_while_the_question_waits_ends_the_child(workspace, fak
             tg.cancel_scope.cancel()
     pid = fake_claude.last()["pid"]
     assert not pid_alive(pid)
+
+
+# -- through MCP: the client's elicitation callback ------------------------------------------
+
+
+async def test_a_2025_client_with_elicitation_is_asked_and_its_answer_decides(
+        workspace, fake_claude):
+    import mcp_types as types
+    from mcp import Client
+
+    from claude_mcp_bridge.server import create_server
+
+    asked: list[str] = []
+
+    async def person(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"decision": "allow_once"})
+
+    with bridge_for(workspace, fake_claude, {"rules": [{"tool": "Bash", "decision": "ask"}]}
+                    ) as bridge:
+        async with Client(create_server(bridge), mode="legacy",
+                          elicitation_callback=person) as client:
+            with anyio.fail_after(20):
+                result = await client.call_tool("agent_builder", {"prompt": "build"})
+        rows = decided(bridge)
+    assert not result.is_error, result
+    assert asked and "builder wants to run Bash: `touch made.txt`" in asked[0]
+    assert (workspace.project / "made.txt").exists()
+    assert rows[0]["decider"] == "person"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_client_without_elicitation_gets_the_fallback_denial(
+        workspace, fake_claude, mode):
+    from mcp import Client
+
+    from claude_mcp_bridge.server import create_server
+
+    with bridge_for(workspace, fake_claude, {"rules": [{"tool": "Bash", "decision": "ask"}]}
+                    ) as bridge:
+        async with Client(create_server(bridge), mode=mode) as client:
+            with anyio.fail_after(20):
+                result = await client.call_tool("agent_builder", {"prompt": "build"})
+        rows = decided(bridge)
+    assert not (workspace.project / "made.txt").exists()
+    assert rows[0]["decider"] == "fallback"
+    assert result.structured_content["permission_denials"][0]["tool_name"] == "Bash"
