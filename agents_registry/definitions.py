@@ -2,7 +2,9 @@
 
 Known keys become typed fields (with the CLI's spelling as the alias); every other key is kept
 as-is in ``extra``. A bad value is reported as one line naming the key, what was expected and
-what was found.
+what was found. As in Claude Code, only ``name`` and ``description`` decide whether a file is a
+definition: a bad optional value (``model: 42``, ``maxTurns: 0``) is dropped with a warning, and
+non-strings in a tool list are left out.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
+
+from .frontmatter import js_string
 
 Scope = Literal["project", "user", "extra"]
 Kind = Literal["agent", "skill"]
@@ -150,6 +154,9 @@ class SkillDefinition(_Definition):
     """A skill folder: ``<root>/skills/<name>/SKILL.md``; its name defaults to the folder's."""
 
     kind: Literal["skill"] = "skill"
+    display_name: str | None = None
+    """The front matter's ``name`` when it differs from the folder's: the CLI invokes a skill
+    by its folder name and only shows this one beside it."""
     allowed_tools: ToolList = Field(default=None, alias="allowed-tools")
     disallowed_tools: ToolList = Field(default=None, alias="disallowed-tools")
     argument_hint: Hint = Field(default=None, alias="argument-hint")
@@ -161,7 +168,13 @@ class SkillDefinition(_Definition):
 Definition = AgentDefinition | SkillDefinition
 
 # Fields that come from the file and its place, never from front matter.
-_CONTEXT_FIELDS = frozenset({"kind", "body", "path", "scope", "sha256", "extra", "directory"})
+_CONTEXT_FIELDS = frozenset(
+    {"kind", "body", "path", "scope", "sha256", "extra", "directory", "display_name"})
+_REQUIRED_KEYS = frozenset({"name", "description"})
+_TOOL_LIST_KEYS = frozenset({"tools", "disallowedTools", "skills", "allowed-tools",
+                             "disallowed-tools"})
+_SKILL_DESCRIPTION_DEFAULT = "Skill"
+"""What the CLI lists for a skill with neither a description nor a body."""
 
 
 def _front_matter_keys(model: type[_Definition]) -> frozenset[str]:
@@ -182,20 +195,73 @@ def build_definition(
     kind: Kind, metadata: Mapping[str, Any], *, body: str, path: Path, scope: Scope, sha256: str
 ) -> Definition:
     """Validate front matter into a definition; ``DefinitionError`` says why it is not one."""
+    definition, _ = validate_definition(kind, metadata, body=body, path=path, scope=scope,
+                                        sha256=sha256)
+    return definition
+
+
+def validate_definition(
+    kind: Kind, metadata: Mapping[str, Any], *, body: str, path: Path, scope: Scope, sha256: str
+) -> tuple[Definition, list[str]]:
+    """A definition and the warnings about values it left out, or ``DefinitionError``."""
     known = FRONT_MATTER_KEYS[kind]
     fields = {key: value for key, value in metadata.items() if key in known}
     extra = {key: value for key, value in metadata.items() if key not in known}
+    warnings = _keep_string_tools(fields)
+    if fields.get("tools") in ("*", ["*"]):
+        del fields["tools"]  # the CLI's spelling of "all tools", its default
     fields.update(body=body, path=path, scope=scope, sha256=sha256, extra=extra)
     model: type[Definition] = AgentDefinition
     if kind == "skill":
         model = SkillDefinition
-        fields["directory"] = path.parent
-        if fields.get("name") is None:
-            fields["name"] = path.parent.name
-    try:
-        return model.model_validate(fields)
-    except ValidationError as exc:
-        raise DefinitionError(validation_reason(exc)) from None
+        _skill_identity(fields, body, path)
+    while True:
+        try:
+            return model.model_validate(fields), warnings
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            if any(str(error["loc"][0]) in _REQUIRED_KEYS for error in errors):
+                raise DefinitionError(validation_reason(exc)) from None
+            for error in errors:
+                fields.pop(str(error["loc"][0]), None)
+                warnings.append(f"{_error_reason(error)}; ignored, as Claude Code ignores it")
+
+
+def _keep_string_tools(fields: dict[str, Any]) -> list[str]:
+    # The CLI keeps the strings of a tool list and skips anything else.
+    warnings: list[str] = []
+    for key in _TOOL_LIST_KEYS & fields.keys():
+        value = fields[key]
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            fields[key] = [item for item in value if isinstance(item, str)]
+            dropped = ", ".join(repr(item) for item in value if not isinstance(item, str))
+            warnings.append(f"'{key}' lists non-strings ({dropped}); left out, as Claude Code does")
+    return warnings
+
+
+def _skill_identity(fields: dict[str, Any], body: str, path: Path) -> None:
+    """A skill is named by its folder; its description falls back to its first body line."""
+    declared = fields.get("name")
+    fields["directory"] = path.parent
+    fields["name"] = path.parent.name
+    if isinstance(declared, str | bool | int | float):
+        shown = js_string(declared).strip()
+        if shown and shown != path.parent.name:
+            fields["display_name"] = shown
+    description = fields.get("description")
+    if isinstance(description, bool | int | float):
+        description = js_string(description)
+    if not (isinstance(description, str) and description.strip()):
+        description = first_body_line(body) or _SKILL_DESCRIPTION_DEFAULT
+    fields["description"] = description
+
+
+def first_body_line(body: str) -> str:
+    """The first non-blank line of ``body`` without Markdown heading marks."""
+    for line in body.split("\n"):
+        if line.strip():
+            return line.strip().lstrip("#").strip()
+    return ""
 
 
 def validation_reason(exc: ValidationError) -> str:

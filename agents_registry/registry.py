@@ -1,7 +1,9 @@
 """Path -> Definition | Diagnostic; every root -> one frozen ``Registry`` snapshot.
 
 A bad file never stops discovery: it becomes an ``error`` diagnostic and the other files load.
-A definition hidden by one of higher precedence gets a ``warning``.
+A definition hidden by one of higher precedence gets a ``warning``, and so does a file loaded
+the lenient way Claude Code loads it (invalid YAML read line by line, a bad optional value left
+out).
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from .definitions import (
     Kind,
     Scope,
     SkillDefinition,
-    build_definition,
+    validate_definition,
 )
 from .discovery import Candidate, Roots, candidate_files
-from .frontmatter import FrontMatterError, split_front_matter
+from .frontmatter import FrontMatterError, read_front_matter
 
 logger = logging.getLogger("agents_registry")
 
@@ -36,7 +38,7 @@ Severity = Literal["error", "warning"]
 
 @dataclass(frozen=True)
 class Diagnostic:
-    """Why a file was rejected (``error``) or hidden by another definition (``warning``)."""
+    """Why a file was rejected (``error``), or what to fix in one that loaded (``warning``)."""
 
     path: Path
     reason: str
@@ -70,8 +72,13 @@ class Registry:
 
 def load_registry(roots: Roots) -> Registry:
     """Read every candidate file under ``roots`` into a registry; never raises for a bad file."""
-    parsed = [(c, parse_definition(c.path, c.kind, c.scope)) for c in candidate_files(roots)]
-    registry = assemble_registry(parsed)
+    parsed: list[tuple[Candidate, Definition | Diagnostic]] = []
+    warnings: list[Diagnostic] = []
+    for candidate in candidate_files(roots):
+        result, notes = parse_file(candidate.path, candidate.kind, candidate.scope)
+        parsed.append((candidate, result))
+        warnings += notes
+    registry = assemble_registry(parsed, warnings)
     _log(registry.diagnostics)
     return registry
 
@@ -80,25 +87,39 @@ def parse_definition(
     path: Path, kind: Kind, scope: Scope, *, max_bytes: int = MAX_DEFINITION_BYTES
 ) -> Definition | Diagnostic:
     """Read one file into a definition, or say why it cannot be one."""
+    return parse_file(path, kind, scope, max_bytes=max_bytes)[0]
+
+
+def parse_file(
+    path: Path, kind: Kind, scope: Scope, *, max_bytes: int = MAX_DEFINITION_BYTES
+) -> tuple[Definition | Diagnostic, tuple[Diagnostic, ...]]:
+    """Read one file into a definition or an error, with warnings about how it was read."""
     path = path.absolute()
     raw = _read_bytes(path, max_bytes)
     if isinstance(raw, Diagnostic):
-        return raw
+        return raw, ()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         bad = f"byte 0x{raw[exc.start]:02x} at offset {exc.start}"
-        return Diagnostic(path, f"not valid UTF-8: {bad}")
+        return Diagnostic(path, f"not valid UTF-8: {bad}"), ()
     try:
-        metadata, body = split_front_matter(text)
+        front = read_front_matter(text, required=kind == "agent")
         sha256 = hashlib.sha256(raw).hexdigest()
-        return build_definition(kind, metadata, body=body, path=path, scope=scope, sha256=sha256)
+        definition, notes = validate_definition(kind, front.metadata, body=front.body, path=path,
+                                                scope=scope, sha256=sha256)
     except (FrontMatterError, DefinitionError) as exc:
-        return Diagnostic(path, exc.reason)
+        return Diagnostic(path, exc.reason), ()
+    notes = [front.warning, *notes] if front.warning else notes
+    return definition, tuple(Diagnostic(path, note, "warning") for note in notes)
 
 
-def assemble_registry(parsed: Iterable[tuple[Candidate, Definition | Diagnostic]]) -> Registry:
-    """The first definition of each kind and name wins; ``parsed`` is in precedence order."""
+def assemble_registry(parsed: Iterable[tuple[Candidate, Definition | Diagnostic]],
+                      warnings: Iterable[Diagnostic] = ()) -> Registry:
+    """The first definition of each kind and name wins; ``parsed`` is in precedence order.
+
+    ``warnings`` (about files that loaded) are kept after the diagnostics found here.
+    """
     winners: dict[tuple[Kind, str], tuple[Candidate, Definition]] = {}
     diagnostics: list[Diagnostic] = []
     for candidate, result in parsed:
@@ -112,7 +133,7 @@ def assemble_registry(parsed: Iterable[tuple[Candidate, Definition | Diagnostic]
     return Registry(
         agents=_by_name(d for d in found if isinstance(d, AgentDefinition)),
         skills=_by_name(d for d in found if isinstance(d, SkillDefinition)),
-        diagnostics=tuple(diagnostics),
+        diagnostics=(*diagnostics, *warnings),
     )
 
 

@@ -1,6 +1,7 @@
 """Kept answers, beside the ledger: the whole text of an answer cut to the size limit
 (``bridge://results/<call id>``) and the replies of jobs (collected with ``job_result``
-from any connection, after a restart too). One file per call, named by its id.
+from any connection, after a restart too). One file per call, named by its id; a client
+reads only the answers of its own calls (``visible_to``).
 """
 
 from __future__ import annotations
@@ -8,10 +9,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .ledger import Ledger
 from .outcomes import Reply
 
 RESULTS_URI = "bridge://results/"
 """Prefix of the resource holding a whole answer that was cut to the size limit."""
+
+
+def visible_to(ledger: Ledger, call_id: str, client: str | None) -> bool:
+    """Whether ``client`` may read the call's job or kept answer: the owner (None) reads
+    every one, a client only its own (blocking: run it in a thread)."""
+    if client is None:
+        return True
+    row = ledger.get(call_id)
+    return row is not None and row["client"] == client
 
 
 class AnswerStore:
@@ -43,7 +54,13 @@ class AnswerStore:
 
     def _write(self, call_id: str, suffix: str, text: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / f"{call_id}{suffix}").write_text(text, encoding="utf-8")
+        path = self.directory / f"{call_id}{suffix}"
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError:
+            # A part written to a full disk would only starve the ledger: remove it.
+            path.unlink(missing_ok=True)
+            raise
 
     def _read(self, call_id: str, suffix: str) -> str | None:
         if not call_id.isalnum():  # ids are hex; anything else could name another path

@@ -18,7 +18,12 @@ _MODEL = r"^[A-Za-z0-9][A-Za-z0-9._:@\[\]/-]{0,127}$"
 
 
 class CallArguments(BaseModel):
-    """The arguments of every agent and skill tool; its JSON schema is the inputSchema."""
+    """The arguments of every agent and skill tool; its JSON schema is the inputSchema.
+
+    Constraints sit on the value's own type, not on ``X | None``: pydantic cannot apply a
+    ``pattern`` or a bound to the union and raised TypeError for an explicit null (found by
+    the fuzz suite); a null optional argument means "not given".
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -35,24 +40,20 @@ class CallArguments(BaseModel):
         Field(description="Absolute path of the directory the agent works in (must exist)."),
     ] = None
     model: Annotated[
-        str | SkipJsonSchema[None],
-        Field(pattern=_MODEL, description="Model alias or name to use instead of the default."),
+        Annotated[str, Field(pattern=_MODEL)] | SkipJsonSchema[None],
+        Field(description="Model alias or name to use instead of the default."),
     ] = None
     max_turns: Annotated[
-        int | SkipJsonSchema[None],
-        Field(ge=1, le=1000, description="Stop after this many agent turns."),
+        Annotated[int, Field(ge=1, le=1000)] | SkipJsonSchema[None],
+        Field(description="Stop after this many agent turns."),
     ] = None
     max_budget_usd: Annotated[
-        float | SkipJsonSchema[None],
-        Field(ge=0.000001, le=10_000,
-              description="Stop when this call has cost this many US dollars."),
+        Annotated[float, Field(ge=0.000001, le=10_000)] | SkipJsonSchema[None],
+        Field(description="Stop when this call has cost this many US dollars."),
     ] = None
     session_id: Annotated[
-        str | SkipJsonSchema[None],
-        Field(
-            pattern=_UUID,
-            description="Resume this earlier session of the same tool to ask a follow-up.",
-        ),
+        Annotated[str, Field(pattern=_UUID)] | SkipJsonSchema[None],
+        Field(description="Resume this earlier session of the same tool to ask a follow-up."),
     ] = None
 
     @field_validator("prompt")
@@ -109,8 +110,10 @@ def parse_arguments(arguments: Mapping[str, Any] | None) -> CallArguments | str:
     try:
         return CallArguments.model_validate(dict(arguments or {}))
     except ValidationError as exc:
+        # Each optional argument is ``constrained X | None``: report the field, not the branch
+        # (``model.constrained-str``), and not the None branch's "Input should be None".
         problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
-            for err in exc.errors(include_url=False)
+            f"{err['loc'][0] if err['loc'] else 'arguments'}: {err['msg']}"
+            for err in exc.errors(include_url=False) if err["loc"][-1:] != ("none",)
         ]
         return "invalid arguments: " + "; ".join(problems)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import anyio
@@ -29,12 +30,15 @@ from .approvals import Approver, DecisionRecord, PermissionDesk
 from .arguments import CallArguments, parse_arguments
 from .budget import Budget, BudgetRefusal
 from .catalog import Catalog, build_catalog
+from .clients import ClientPolicy, Clients
 from .command import Command, build_command
 from .decisions import record_decision
 from .errors import CommandError, QueueFull, UnknownToolError
 from .events import Event, ResultEvent
-from .ledger import CallStart, Ledger, Reservation, ledger_error
-from .outcomes import Outcome, Refusal, Reply
+from .inflight import InFlight
+from .ledger import CallStart, Ledger, Reservation
+from .ledger_schema import ledger_error
+from .outcomes import Refusal, Reply
 from .policy import RunPlan, plan_call
 from .processes import Identity
 from .progress import Progress
@@ -63,6 +67,8 @@ class Admitted:
     plan: RunPlan
     command: Command
     reservation: Reservation
+    client: ClientPolicy | None = None
+    """The client that made the call, whose share of the slots it takes."""
 
     @property
     def call_id(self) -> str:
@@ -112,44 +118,39 @@ class Bridge:
         self.slots = Slots(limits.max_concurrency, limits.max_queue)
         budget = settings.config.budget
         self.global_budget = Budget(budget.per_call_usd, budget.daily_usd, budget.monthly_usd)
+        self.clients = Clients.from_config(settings.config)
+        """The current clients; replaced as a whole when the config file changes."""
         self.warm = WarmPool(settings.config.warm.size, settings.config.warm.idle_s,
                              limits.kill_grace_s)
         self.answers = AnswerStore(settings.ledger_path.parent / "results")
         self.settler = Settler(ledger)
         self.started = time.monotonic()
-        self.draining = False
-        self._in_flight: dict[anyio.CancelScope, Hashable | None] = {}
-        """Each running call's stop scope, with the key its transport knows it by."""
-        self._stopped: dict[anyio.CancelScope, tuple[Outcome, str]] = {}
-        """Why the bridge stopped a call (shutdown, client gone), for its answer and row."""
-        self._idle = anyio.Event()
-        self._idle.set()
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
+        self.calls = InFlight()
+        """The calls running now: how the transports stop one, and how shutdown drains."""
 
     # -- a call ---------------------------------------------------------------------------
 
     async def call(
         self, name: str, arguments: Mapping[str, Any] | None, progress: Progress, caller: str,
-        key: Hashable | None = None, approver: Approver | None = None,
+        key: Hashable | None = None, client: str | None = None,
+        approver: Approver | None = None,
     ) -> Finished | Refusal:
         """Run one tool call through every stage; ``key`` lets the transport stop it, and
         ``approver`` asks the person what policy leaves to them."""
-        admitted = await self.admit(name, arguments, caller)
+        admitted = await self.admit(name, arguments, caller, client)
         if isinstance(admitted, Refusal):
             return admitted
         return await self.execute(admitted, progress, key, approver)
 
     async def admit(
-        self, name: str, arguments: Mapping[str, Any] | None, caller: str
+        self, name: str, arguments: Mapping[str, Any] | None, caller: str,
+        client: str | None = None,
     ) -> Admitted | Refusal:
         """Policy and budget, before anything runs: an ``Admitted`` call or the refusal."""
         entry = self.catalog.get(name)
         if entry is None:
             raise UnknownToolError(name)
-        if self.draining:
+        if self.calls.draining:
             return Refusal("drain", "the bridge is shutting down; retry the call when it is back")
         if self.ledger.problem:
             return Refusal("setup", self.ledger.problem)
@@ -157,20 +158,33 @@ class Bridge:
         if isinstance(parsed, str):
             return Refusal("arguments", parsed)
         return await self.admit_definition(entry.name, entry.definition, entry.policy, parsed,
-                                           caller)
+                                           caller, client=client)
 
     async def admit_definition(
         self, tool: str, definition: Definition, policy: ToolPolicy, arguments: CallArguments,
         caller: str, *, json_schema: Mapping[str, Any] | None = None,
+        client: str | None = None,
     ) -> Admitted | Refusal:
-        """Plan ``definition`` under ``policy``, build its command and reserve its budget:
-        an ``Admitted`` call, or why not (recorded in the ledger). ``json_schema`` asks for
-        structured output (``--json-schema``)."""
+        """Plan ``definition`` under ``policy`` (held to ``client``'s ceiling), build its
+        command and reserve its budget: an ``Admitted`` call, or why not (recorded in the
+        ledger). ``json_schema`` asks for structured output (``--json-schema``)."""
         start = CallStart(
             tool=tool, kind=definition.kind, definition_path=str(definition.path),
-            definition_sha256=definition.sha256, caller=caller, prompt=arguments.prompt,
-            store_prompt=self.settings.config.ledger.store_prompts)
-        planned = self._plan(definition, policy, arguments, json_schema)
+            definition_sha256=definition.sha256, caller=client or caller,
+            prompt=arguments.prompt, store_prompt=self.settings.config.ledger.store_prompts,
+            client=client)
+        ceiling = None if client is None else self.clients.get(client)
+        planned: tuple[RunPlan, Command] | Refusal
+        if (session := await self._session_refusal(tool, arguments.session_id)) is not None:
+            planned = session
+        elif client is not None and ceiling is None:  # removed from the config since
+            planned = Refusal("policy", f"client {client} is no longer configured")
+        elif ceiling is not None and (refused := ceiling.refusal(
+                tool, definition.name, model=arguments.model)):
+            planned = refused
+        else:
+            policy = policy if ceiling is None else ceiling.narrow(policy)
+            planned = self._plan(definition, policy, arguments, json_schema)
         if not isinstance(planned, Refusal) and planned[0].sandbox is not None:
             unable = await anyio.to_thread.run_sync(sandbox.problem)
             if unable is not None:
@@ -181,15 +195,15 @@ class Bridge:
                 await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.message)
                 return planned
             plan, command = planned
-            reservation = await anyio.to_thread.run_sync(
+            reservation = await anyio.to_thread.run_sync(partial(
                 self.ledger.reserve, start, plan.max_budget_usd, policy.budget,
-                self.global_budget)
+                self.global_budget, client_budget=ceiling.budget if ceiling else None))
         except (sqlite3.Error, OSError) as exc:  # nothing runs that the ledger cannot hold
             logger.error("the ledger cannot record a call of %s: %s", tool, exc)
             return Refusal("setup", str(ledger_error(self.settings.ledger_path, exc)))
         if isinstance(reservation, BudgetRefusal):
             return reservation.refusal()
-        return Admitted(tool, definition, policy, plan, command, reservation)
+        return Admitted(tool, definition, policy, plan, command, reservation, ceiling)
 
     async def execute(
         self, admitted: Admitted, progress: Progress, key: Hashable | None = None,
@@ -209,10 +223,12 @@ class Bridge:
         logger.info("call %s %s started", call_id[:8], tool, extra={
             "event": "call.start", "call_id": call_id, "tool": tool})
         with anyio.CancelScope() as stop:
-            self._track(stop, key)
+            self.calls.track(stop, key)
             try:
+                client = admitted.client
+                share = (client.name, client.max_concurrency) if client else None
                 async with self.slots.slot(tool, admitted.policy.max_concurrency,
-                                           progress.queued):
+                                           progress.queued, share):
                     spend.ran = True
                     desk = self._desk(admitted, progress, approver)
                     outcome, structured = await self._run(admitted, limits, progress, began,
@@ -226,15 +242,14 @@ class Bridge:
                                            ran=False, reported_usd=None, cap=cap)
                 return Finished(tool, None, refusal=Refusal("queue", str(exc)))
             finally:
-                ended, why = self._stopped.pop(stop, ("cancelled", "cancelled by the client"))
+                ended, why = self.calls.why_stopped(stop)
                 try:
                     if not settled:  # cancelled (client, disconnect, shutdown) or a bug
                         await self.settler.stopped(call_id, tool, ended, why, began,
                                                    ran=spend.ran, reported_usd=spend.reported,
                                                    cap=cap)
                 finally:
-                    self._untrack(stop)
-                    self._stopped.pop(stop, None)  # a stop that came while settling
+                    self.calls.untrack(stop)
         # only a stop by the bridge (our own scope) gets here; a client's cancel propagates
         return Finished(tool, None, refusal=Refusal(
             "drain", f"{why} before the call finished; the agent was stopped"))
@@ -270,7 +285,9 @@ class Bridge:
             raise
         async def on_event(event: Event) -> None:
             if isinstance(event, ResultEvent) and event.total_cost_usd is not None:
-                spend.reported = event.total_cost_usd
+                spend.reported = cost = event.total_cost_usd
+                await retried(lambda: self.ledger.note_cost(admitted.call_id, cost),
+                              f"recording the cost of call {admitted.call_id[:8]}")
             await progress.on_event(event)
 
         async def on_spawn(child: Identity) -> None:
@@ -300,6 +317,22 @@ class Bridge:
             return bounded(outcome, limit, None, exc.strerror or str(exc))
         return bounded(outcome, limit, uri)
 
+    async def _session_refusal(self, tool: str, session_id: str | None) -> Refusal | None:
+        """A session resumes only through the tool that created it (the ledger knows which):
+        another tool's session would run its conversation under this tool's policy."""
+        if session_id is None:
+            return None
+        owner = await anyio.to_thread.run_sync(self.ledger.session_tool, session_id)
+        if owner == tool:
+            return None
+        if owner is None:
+            return Refusal("policy", f"session_id {session_id} is not a session of {tool}: no "
+                           "call through this bridge reported it; pass the session_id of an "
+                           f"earlier {tool} result, or leave it out to start a new session")
+        return Refusal("policy", f"session_id {session_id} belongs to {owner}, not {tool}: a "
+                       "session continues only with the tool that started it; call "
+                       f"{owner} to follow it up, or leave session_id out")
+
     def _plan(
         self, definition: Definition, policy: ToolPolicy, arguments: CallArguments,
         json_schema: Mapping[str, Any] | None,
@@ -322,50 +355,6 @@ class Bridge:
         except CommandError as exc:
             return Refusal("policy", str(exc))
         return plan, command
-
-    # -- calls in flight, shutdown --------------------------------------------------------
-
-    def _track(self, scope: anyio.CancelScope, key: Hashable | None) -> None:
-        self._in_flight[scope] = key
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
-
-    def _untrack(self, scope: anyio.CancelScope) -> None:
-        self._in_flight.pop(scope, None)
-        if not self._in_flight:
-            self._idle.set()
-
-    async def drain(self, timeout_s: float) -> None:
-        """Refuse new calls, let running ones finish for up to ``timeout_s``, then stop the
-        rest (their children are ended and their ledger rows settled ``cancelled``)."""
-        self.draining = True
-        if self._in_flight:
-            logger.info("shutting down: waiting up to %gs for %d call(s) in flight",
-                        timeout_s, len(self._in_flight))
-        with anyio.move_on_after(timeout_s):
-            await self._idle.wait()
-        self.stop_all()
-        with anyio.CancelScope(shield=True):
-            await self._idle.wait()
-
-    def stop_all(self) -> None:
-        """Stop every call in flight now (shutdown)."""
-        if self._in_flight:
-            logger.warning("shutting down: stopping %d call(s) still running",
-                           len(self._in_flight))
-        for scope in list(self._in_flight):
-            self._stop(scope, "cancelled", "stopped by the bridge shutting down")
-
-    def stop_call(self, key: Hashable, why: str, *, outcome: Outcome = "cancelled") -> bool:
-        """Stop the call its transport knows as ``key``; False when none is running."""
-        for scope, known_as in list(self._in_flight.items()):
-            if known_as == key:
-                self._stop(scope, outcome, why)
-                return True
-        return False
-
-    def _stop(self, scope: anyio.CancelScope, outcome: Outcome, why: str) -> None:
-        self._stopped.setdefault(scope, (outcome, why))
-        scope.cancel()
 
     # -- the catalog ----------------------------------------------------------------------
 

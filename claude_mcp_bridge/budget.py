@@ -61,12 +61,14 @@ class BudgetRefusal:
 
 @dataclass(frozen=True)
 class Limit:
-    """One cap that applies to a call: a tool's or the global one, per day or month."""
+    """One cap that applies to a call: a tool's, a client's or the global one, per day or
+    month. The ledger sums the calls of its ``tool`` or ``client`` (all calls: neither)."""
 
     name: str
     tool: str | None
     period: Period
     limit_usd: float
+    client: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,16 +83,22 @@ class Check:
         return max(0, micros(self.limit.limit_usd) - self.spent_micros)
 
 
-def applicable_limits(tool: str, tool_budget: Budget, global_budget: Budget) -> list[Limit]:
-    """The budgets that apply, in the order a refusal names them."""
-    candidates: tuple[tuple[str, str | None, Period, float | None], ...] = (
-        (f"daily budget of {tool}", tool, "day", tool_budget.daily_usd),
-        (f"monthly budget of {tool}", tool, "month", tool_budget.monthly_usd),
-        ("daily budget", None, "day", global_budget.daily_usd),
-        ("monthly budget", None, "month", global_budget.monthly_usd),
+def applicable_limits(tool: str, tool_budget: Budget, global_budget: Budget,
+                      client: str | None = None, client_budget: Budget | None = None
+                      ) -> list[Limit]:
+    """The budgets that apply, in the order a refusal names them: the tool's, the
+    client's, the global ones."""
+    mine = client_budget if client is not None and client_budget is not None else Budget()
+    candidates: tuple[tuple[str, str | None, str | None, Period, float | None], ...] = (
+        (f"daily budget of {tool}", tool, None, "day", tool_budget.daily_usd),
+        (f"monthly budget of {tool}", tool, None, "month", tool_budget.monthly_usd),
+        (f"daily budget of client {client}", None, client, "day", mine.daily_usd),
+        (f"monthly budget of client {client}", None, client, "month", mine.monthly_usd),
+        ("daily budget", None, None, "day", global_budget.daily_usd),
+        ("monthly budget", None, None, "month", global_budget.monthly_usd),
     )
-    return [Limit(name, owner, period, limit)
-            for name, owner, period, limit in candidates if limit is not None]
+    return [Limit(name, owner, period, limit, who)
+            for name, owner, who, period, limit in candidates if limit is not None]
 
 
 def requested_micros(cap_usd: float | None, checks: Sequence[Check]) -> int | None:

@@ -20,17 +20,18 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import platformdirs
 
-from agents_registry import Registry, Roots, user_config_dir
+from agents_registry import Roots, user_config_dir
 
-from . import __version__, logs
+from . import __version__, logs, service
 from .agent_tests import cli as agent_tests
 from .bridge import load_catalog, open_bridge
 from .catalog import Catalog
+from .clients import Clients
 from .config import CONFIG_VAR, config_path, load_config
 from .errors import BridgeError, ConfigError
 from .forwarding import forwarded_mcp
-from .hygiene import description_warnings
-from .reload import watch
+from .listing import listing, listing_text
+from .reload import watch, watch_file
 from .settings import DATA_DIR_VAR, Settings, find_claude, read_depth
 
 if TYPE_CHECKING:  # the server, the SDK and the HTTP stack load only for ``serve``
@@ -137,7 +138,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                                       token=os.environ.get(TOKEN_VAR, "").strip() or None)
     if options.token:
         logs.configure(args.log_level, args.log_format, secrets=[options.token])
-    if args.transport != "stdio" and (problem := options.problem()):
+    clients = Clients.from_config(settings.config)
+    if args.transport != "stdio" and (problem := options.problem(clients)):
         print(f"claude-mcp-bridge: {problem}", file=sys.stderr)
         return 2
     with open_bridge(settings) as bridge:
@@ -160,9 +162,13 @@ async def _serving(server: BridgeServer, jobs: JobBoard,
     """Run a transport, with background jobs and the hot-reload watcher beside it."""
     bridge = server.bridge
     reload = bridge.settings.config.reload
+    config_file = bridge.settings.config_file or _default_config_file()
     async with bridge.warm.running(), jobs.running(), anyio.create_task_group() as tg:
         if reload.enabled:
             tg.start_soon(partial(watch, bridge.settings.roots, server.reload,
+                                  poll_s=reload.poll_s, debounce_s=reload.debounce_s))
+            tg.start_soon(partial(watch_file, config_file,
+                                  partial(server.reload_config, config_file),
                                   poll_s=reload.poll_s, debounce_s=reload.debounce_s))
         await serve()
         tg.cancel_scope.cancel()
@@ -185,64 +191,10 @@ def _log_start(settings: Settings, catalog: Catalog) -> None:
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     catalog = load_catalog(settings)
     if args.json:
-        print(json.dumps(_listing(catalog), indent=2))
+        print(json.dumps(listing(catalog), indent=2))
     else:
-        print(_listing_text(catalog, settings.project_dir))
+        print(listing_text(catalog, settings.project_dir))
     return 0
-
-
-def _listing(catalog: Catalog) -> dict[str, Any]:
-    return {
-        "tools": [
-            {
-                "name": entry.name,
-                "kind": entry.definition.kind,
-                "definition": entry.definition.name,
-                "scope": entry.definition.scope,
-                "path": str(entry.definition.path),
-                "description": entry.definition.description,
-            }
-            for entry in catalog.entries.values()
-        ],
-        "rejected": _diagnostics(catalog.registry, "error"),
-        "warnings": _diagnostics(catalog.registry, "warning") + [
-            {"path": str(w.definition.path), "reason": w.reason}
-            for w in description_warnings(catalog.registry.definitions())],
-    }
-
-
-def _diagnostics(registry: Registry, severity: str) -> list[dict[str, str]]:
-    return [
-        {"path": str(d.path), "reason": d.reason}
-        for d in registry.diagnostics
-        if d.severity == severity
-    ]
-
-
-def _listing_text(catalog: Catalog, project_dir: Path) -> str:
-    lines = [f"{len(catalog.tools)} tools"]
-    width = max((len(name) for name in catalog.entries), default=0)
-    for entry in catalog.entries.values():
-        definition = entry.definition
-        lines.append(f"  {entry.name:<{width}}  {definition.scope:<7}  "
-                     f"{_short(definition.path, project_dir)}")
-    for severity, title in (("error", "rejected files"), ("warning", "warnings")):
-        found = [(d.path, d.reason) for d in catalog.registry.diagnostics
-                 if d.severity == severity]
-        if severity == "warning":
-            found += [(w.definition.path, w.reason)
-                      for w in description_warnings(catalog.registry.definitions())]
-        if found:
-            lines.append(f"{len(found)} {title}")
-            lines += [f"  {_short(path, project_dir)}: {reason}" for path, reason in found]
-    return "\n".join(lines)
-
-
-def _short(path: Path, project_dir: Path) -> str:
-    try:
-        return str(path.relative_to(project_dir))
-    except ValueError:
-        return str(path)
 
 
 def _call(args: argparse.Namespace, settings: Settings) -> int:
@@ -280,8 +232,20 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(check.ok for check in checks) else 1
 
 
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from .tokens import token_command
+
+    return token_command(args.action, args.name, settings.config_file or _default_config_file(),
+                         print_toml=getattr(args, "print_toml", False), out=sys.stdout,
+                         err=sys.stderr)
+
+
+def _service(args: argparse.Namespace, settings: Settings) -> int:
+    return service.run(args, settings, os.environ)
+
+
 _COMMANDS = {"serve": _serve, "list": _list, "call": _call, "usage": _usage, "doctor": _doctor,
-             "test": agent_tests.run}
+             "test": agent_tests.run, "token": _token, "service": _service}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -324,14 +288,39 @@ def _parser() -> argparse.ArgumentParser:
         description="Calls, success rate, p50/p95 duration and cost per tool or per day, and "
                     "the budget left today and this month, from the ledger.")
     usage.add_argument("--since", default="7d", help="how far back: 7d, 12h, ... (default 7d)")
-    usage.add_argument("--by", choices=["tool", "day"], default="tool", help="group rows by")
+    usage.add_argument("--by", choices=["tool", "day", "client"], default="tool",
+                       help="group rows by")
     usage.add_argument("--json", action="store_true", help="print JSON instead of text")
     sub.add_parser(
         "doctor", parents=[common], help="check the installation and the config",
         description="Check claude (found, version, flags), the config, the definition files "
                     "and the ledger; one line per check, with what to do when one fails.")
-    agent_tests.add_parser(sub, common)
+    _more_parsers(sub, common)
     return parser
+
+
+def _more_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    agent_tests.add_parser(sub, common)
+    _token_parser(sub, common)
+    service.add_parser(sub, common)
+
+
+def _token_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    token = sub.add_parser(
+        "token", help="give an HTTP client its own token, or revoke it",
+        description="Manage [clients.NAME] tokens in the config file (only hashes are kept).")
+    actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser(
+        "add", parents=[common], help="print a new token for NAME and write its hash",
+        description="Print a new token for client NAME once (stdout) and write its SHA-256 "
+                    "into [clients.NAME] of the config file; replaces an earlier token.")
+    add.add_argument("name", help="the client's name, e.g. ci-bot")
+    add.add_argument("--print-toml", action="store_true",
+                     help="write nothing; print the TOML to paste (on stderr)")
+    revoke = actions.add_parser(
+        "revoke", parents=[common], help="revoke NAME's token",
+        description="Remove client NAME's token hash from the config file; its entry stays.")
+    revoke.add_argument("name", help="the client's name")
 
 
 def _common_options() -> argparse.ArgumentParser:

@@ -12,6 +12,11 @@ Rules that matter:
   other agent files of that name it might find.
 - A skill runs deterministically: its SKILL.md body is appended to the system
   prompt and its folder is added with ``--add-dir`` (skills read files beside them).
+- When policy or the definition narrows the tools, ``--tools`` narrows the built-in
+  set the model is offered, on every path: ``--allowedTools`` only pre-approves, and
+  without ``--tools`` the real CLI offers its whole default set (Bash, Write, ...).
+  ``--tools`` takes names, not rules (``Bash(git *)`` -> ``Bash``), and never removes
+  MCP tools, so a narrowed list that names no ``mcp__`` tool also denies ``mcp__*``.
 - Every child speaks the control protocol (issue 17): ``--input-format stream-json``
   and ``--permission-prompt-tool stdio``; stdin carries an ``initialize`` control
   request, then the prompt as one user message, and stays open so the runner can
@@ -45,6 +50,7 @@ INITIALIZE_ID = "bridge-init"
 # Environment variables a parent Claude Code sets that must not leak into the child:
 # CLAUDECODE made older CLIs refuse to start ("nested session").
 _REMOVED_ENV = ("CLAUDECODE",)
+MCP_PREFIX = "mcp__"
 
 
 @dataclass(frozen=True)
@@ -69,14 +75,13 @@ def build_command(
         argv += _agent_flags(definition, plan)
     else:
         argv += _skill_flags(definition, plan)
-    _check_rules(plan.tools)
-    pre_allowed = plan.tools if plan.permission_mode == "dontAsk" else None
-    argv += _tool_flags(pre_allowed, plan.disallowed_tools)
+    argv += _tool_flags(plan.tools, plan.disallowed_tools,
+                        pre_allow=plan.permission_mode == "dontAsk")
     argv += _plan_flags(plan)
     if plan.sandbox is not None:
         argv.append(f"--settings={json.dumps(sandbox_settings(plan.sandbox, plan.cwd))}")
     argv += call_flags(settings.mcp_configs, settings.strict_mcp_config, plan.cwd,
-                       settings.project_dir)
+                       settings.project_dir, allowed=plan.allowed_servers)
     if json_schema is not None:
         argv.append(f"--json-schema={json.dumps(json_schema, separators=(',', ':'))}")
     return Command(
@@ -130,8 +135,8 @@ def _agent_flags(agent: AgentDefinition, plan: RunPlan) -> list[str]:
         inline["skills"] = list(agent.skills)
     if agent.effort:
         inline["effort"] = agent.effort
-    if agent.mcp_servers:
-        inline["mcpServers"] = agent.mcp_servers
+    if plan.mcp_servers:
+        inline["mcpServers"] = list(plan.mcp_servers)
     if plan.permission_mode:
         inline["permissionMode"] = plan.permission_mode
     return [f"--agents={json.dumps({agent.name: inline})}", f"--agent={agent.name}"]
@@ -155,14 +160,27 @@ def _check_rules(tools: tuple[str, ...] | None) -> None:
             raise CommandError(f"tool rule {tool!r} starts with '-' and would be read as a flag")
 
 
-def _tool_flags(allowed: tuple[str, ...] | None, disallowed: tuple[str, ...] | None) -> list[str]:
-    _check_rules((*(allowed or ()), *(disallowed or ())))
+def _tool_flags(allowed: tuple[str, ...] | None, disallowed: tuple[str, ...], *,
+                pre_allow: bool) -> list[str]:
+    """``--tools`` narrows what the model is offered; ``--allowedTools`` pre-approves
+    only with ``pre_allow`` (dontAsk), otherwise the bridge's rules answer each prompt."""
+    _check_rules((*(allowed or ()), *disallowed))
     flags: list[str] = []
-    if allowed:
+    if allowed is not None:
+        flags.append(f"--tools={','.join(builtin_set(allowed))}")
+        if not any(tool.startswith(MCP_PREFIX) for tool in allowed):
+            disallowed = (*disallowed, MCP_PREFIX + "*")
+    if allowed and pre_allow:
         flags += ["--allowedTools", *allowed]
     if disallowed:
         flags += ["--disallowedTools", *disallowed]
     return flags
+
+
+def builtin_set(tools: tuple[str, ...]) -> tuple[str, ...]:
+    """The names for ``--tools``: built-in tools only, rules reduced to their tool."""
+    names = (tool.split("(", 1)[0].strip() for tool in tools if not tool.startswith(MCP_PREFIX))
+    return tuple(dict.fromkeys(name for name in names if name))
 
 
 def _plan_flags(plan: RunPlan) -> list[str]:

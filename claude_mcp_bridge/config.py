@@ -21,6 +21,10 @@ from .errors import ConfigError
 PermissionMode = Literal[
     "acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "manual", "plan"
 ]
+SAFE_MODES: tuple[PermissionMode, ...] = ("default", "manual", "plan", "dontAsk", "acceptEdits")
+"""The modes a definition file may ask for when ``allowed_modes`` is not set (plus
+bypassPermissions when ``allow_bypass_permissions``): ``auto`` lets a classifier approve
+tool uses, so a file must not choose it on its own."""
 CONFIG_VAR = "CLAUDE_MCP_BRIDGE_CONFIG"
 
 Usd = Annotated[float, Field(gt=0)]
@@ -110,6 +114,17 @@ class PermissionsConfig(_Section):
     no_elicitation: Literal["deny", "allow"] = "deny"
     """What "ask" becomes for a client that cannot ask its user (no elicitation)."""
     sandbox: SandboxConfig = SandboxConfig()
+    allowed_modes: list[PermissionMode] | None = None
+    """Permission modes a definition file may ask for (``permissionMode``); a call whose
+    file asks for another is refused. Default: SAFE_MODES, and bypassPermissions when
+    allow_bypass_permissions. The config's own ``mode`` must be one of these when set."""
+
+    def modes_for_definitions(self) -> tuple[PermissionMode, ...]:
+        if self.allowed_modes is not None:
+            return tuple(self.allowed_modes)
+        bypass: tuple[PermissionMode, ...] = (
+            ("bypassPermissions",) if self.allow_bypass_permissions else ())
+        return (*SAFE_MODES, *bypass)
 
 
 class McpSection(_Section):
@@ -117,6 +132,15 @@ class McpSection(_Section):
     """MCP config files forwarded to every call, after those given with --mcp-config."""
     strict: bool = False
     """Children see only the forwarded MCP servers (--strict-mcp-config)."""
+    allowed_servers: list[str] | None = None
+    """When set, the only MCP servers a child may use, whatever their source: the forwarded
+    configs (explicit files, the project's .mcp.json chain) are cut down to these and the
+    child runs with --strict-mcp-config, so nothing else loads; an agent file naming
+    another server is refused. Unset: any forwarded server."""
+    definition_servers: list[str] = []
+    """Servers an agent file may start itself (an inline config in its ``mcpServers``), by
+    name. Default: none, so an agent file cannot start a program of its choosing; it may
+    still name servers configured elsewhere (``mcpServers: [github]``)."""
 
 
 class LedgerConfig(_Section):
@@ -162,6 +186,9 @@ class HttpConfig(_Section):
     """Deepest nesting of arrays and objects in a JSON-RPC body; deeper gets a parse error."""
     drain_timeout_s: Annotated[float, Field(ge=0)] = 30.0
     """On SIGTERM/SIGINT, how long calls in flight may finish before they are stopped."""
+    stateless: bool = False
+    """Streamable HTTP without sessions: every POST stands alone, so any replica behind a
+    load balancer can answer it (no GET stream: 2025 clients get no list_changed)."""
 
 
 class WarmConfig(_Section):
@@ -206,6 +233,8 @@ class ToolLimits(_Section):
 
 class ToolPermissions(_Section):
     mode: PermissionMode | None = None
+    allowed_modes: list[PermissionMode] | None = None
+    """Narrows [permissions] allowed_modes for this definition."""
     allowed_tools: list[str] | None = None
     disallowed_tools: list[str] = []
     allowed_cwd_roots: list[Path] | None = None
@@ -214,6 +243,13 @@ class ToolPermissions(_Section):
     """This definition's rules; they only narrow the global ones."""
     sandbox: bool | None = None
     """true: sandbox this definition's calls even when [permissions.sandbox] is off."""
+
+
+class ToolMcp(_Section):
+    allowed_servers: list[str] | None = None
+    """Narrows [mcp] allowed_servers for this definition."""
+    definition_servers: list[str] | None = None
+    """Narrows [mcp] definition_servers for this definition."""
 
 
 class ToolConfig(_Section):
@@ -226,6 +262,38 @@ class ToolConfig(_Section):
     """This tool's own caps, on top of the global ones."""
     limits: ToolLimits = ToolLimits()
     permissions: ToolPermissions = ToolPermissions()
+    mcp: ToolMcp = ToolMcp()
+    """This tool's own MCP server lists; they narrow the global ones, never widen them."""
+
+
+ClientName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class ClientPermissions(_Section):
+    mode: PermissionMode | None = None
+    """The most permissive mode this client's calls run in (a stricter one is kept)."""
+    allowed_tools: list[str] | None = None
+    """Narrows the tools its calls may use, on top of the global and per-tool lists."""
+    disallowed_tools: list[str] = []
+    """Denied for this client's calls, added to every other list."""
+    allow_model_override: bool = True
+    """Whether this client may pass `model` (only where the config allows it at all)."""
+
+
+class ClientConfig(_Section):
+    """``[clients.<name>]``: one HTTP client, known by its token, under its own ceiling."""
+
+    token_sha256: Sha256Hex | None = None
+    """Hex SHA-256 of the client's bearer token (``token add`` writes it); unset: revoked."""
+    tools: list[str] | None = None
+    """Tools it may call, by tool name (``agent_reviewer``) or definition name
+    (``reviewer``); unset: all published tools."""
+    budget: BudgetConfig = BudgetConfig()
+    """Its own per-call, daily and monthly caps, on top of the tool's and global ones."""
+    max_concurrency: Annotated[int, Field(ge=1)] | None = None
+    """Its calls running at once (within ``[limits] max_concurrency``)."""
+    permissions: ClientPermissions = ClientPermissions()
 
 
 class Config(_Section):
@@ -241,6 +309,30 @@ class Config(_Section):
     warm: WarmConfig = WarmConfig()
     agents: dict[str, ToolConfig] = {}
     skills: dict[str, ToolConfig] = {}
+    clients: dict[ClientName, ClientConfig] = {}
+
+    @model_validator(mode="after")
+    def _configured_modes_are_allowed(self) -> Config:
+        for key, mode, lists in self._modes_and_lists():
+            refused = next((k for k, allowed in lists if mode not in allowed), None)
+            if mode is not None and refused is not None:
+                raise PydanticCustomError(
+                    "mode_not_allowed",
+                    "permission mode {mode} is not in {refused}",
+                    {"key": key, "mode": mode, "refused": refused})
+        return self
+
+    def _modes_and_lists(self) -> Iterator[tuple[str, PermissionMode | None,
+                                                 list[tuple[str, list[PermissionMode]]]]]:
+        root = ([("permissions.allowed_modes", self.permissions.allowed_modes)]
+                if self.permissions.allowed_modes is not None else [])
+        yield "permissions.mode", self.permissions.mode, root
+        for table, tools in (("agents", self.agents), ("skills", self.skills)):
+            for name, tool in tools.items():
+                own = tool.permissions.allowed_modes
+                lists = root + ([(f"{table}.{name}.permissions.allowed_modes", own)]
+                                if own is not None else [])
+                yield f"{table}.{name}.permissions.mode", tool.permissions.mode, lists
 
     @model_validator(mode="after")
     def _bypass_needs_consent(self) -> Config:
@@ -261,6 +353,8 @@ class Config(_Section):
         for table, tools in (("agents", self.agents), ("skills", self.skills)):
             for name, tool in tools.items():
                 yield f"{table}.{name}.permissions.mode", tool.permissions.mode
+        for name, client in self.clients.items():
+            yield f"clients.{name}.permissions.mode", client.permissions.mode
 
     def tool(self, kind: Literal["agent", "skill"], name: str) -> ToolConfig:
         table = self.agents if kind == "agent" else self.skills

@@ -19,8 +19,13 @@ USED_FLAGS = (
     "--print", "--output-format", "--verbose", "--agents", "--agent", "--model",
     "--max-budget-usd", "--allowedTools", "--disallowedTools", "--mcp-config",
     "--strict-mcp-config", "--permission-mode", "--append-system-prompt", "--add-dir", "--resume",
+    "--tools", "--json-schema",
 )
 Status = Literal["ok", "warn", "fail"]
+TESTED_CLI_VERSIONS = ("2.1.197", "2.1.332")
+"""The Claude Code releases the test suite runs against: the pinned one, then the latest.
+``.ci/claude-cli-version`` and ``.ci/claude-cli-latest-version`` install these (a test checks
+that they agree)."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,17 @@ def _claude_checks(settings: Settings) -> list[Check]:
                              f"`{path} --version` failed; reinstall Claude Code or set "
                              f"{CLAUDE_BIN_VAR} to a working binary")]
     help_text = _run([str(path), "--help"])
-    return [found, Check("claude version", "ok", version.stdout.strip()),
+    return [found, _version_check(version.stdout.strip()),
             _flags_check(help_text.stdout if help_text else "", settings)]
+
+
+def _version_check(reported: str) -> Check:
+    tested = ", ".join(TESTED_CLI_VERSIONS)
+    if reported.split(" ")[0] in TESTED_CLI_VERSIONS:
+        return Check("claude version", "ok", f"{reported} (a tested version)")
+    return Check("claude version", "warn",
+                 f"{reported} is not a version this bridge was tested with ({tested}); it "
+                 "usually works, and `claude-mcp-bridge doctor` checks the flags below")
 
 
 def _flags_check(help_text: str, settings: Settings) -> Check:

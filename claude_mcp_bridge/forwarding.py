@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import CommandError, ConfigError
 
 _BRIDGE_MARKERS = ("claude-mcp-bridge", "claude_mcp_bridge")
 
@@ -72,10 +72,18 @@ def chain_for(directory: Path, *, parents: bool = True) -> Chain:
 
 
 def call_flags(
-    configs: tuple[str, ...], strict: bool, cwd: Path, project_dir: Path
+    configs: tuple[str, ...], strict: bool, cwd: Path, project_dir: Path,
+    *, allowed: frozenset[str] | None = None,
 ) -> list[str]:
-    """``--mcp-config`` and ``--strict-mcp-config`` for one call working in ``cwd``."""
+    """``--mcp-config`` and ``--strict-mcp-config`` for one call working in ``cwd``; with
+    ``allowed``, only those servers, inline, and strict so the child loads nothing else."""
     chain = chain_for(project_dir, parents=False) if strict else chain_for(cwd)
+    if allowed is not None:
+        servers = {**chain.servers, **_explicit_servers(configs)}
+        kept = {name: entry for name, entry in servers.items() if name in allowed}
+        inline = json.dumps({"mcpServers": kept}, sort_keys=True)
+        return ["--mcp-config", inline, "--strict-mcp-config"] if kept else [
+            "--strict-mcp-config"]
     forwarded = list(configs)
     if strict or chain.removed:
         if chain.servers:
@@ -83,6 +91,21 @@ def call_flags(
         strict = True
     flags = ["--mcp-config", *forwarded] if forwarded else []
     return flags + (["--strict-mcp-config"] if strict else [])
+
+
+def _explicit_servers(configs: Iterable[str]) -> dict[str, Any]:
+    """The servers of the explicit configs (files or inline JSON), the first naming one
+    winning it."""
+    servers: dict[str, Any] = {}
+    for config in reversed(tuple(configs)):
+        try:
+            if config.lstrip().startswith("{"):
+                servers.update(_servers(json.loads(config), Path("<inline MCP config>")))
+            else:
+                servers.update(_servers(_load(Path(config)), Path(config)))
+        except (ValueError, ConfigError) as exc:
+            raise CommandError(f"cannot apply [mcp] allowed_servers: {exc}") from None
+    return servers
 
 
 def is_bridge_entry(entry: Any) -> bool:

@@ -9,6 +9,9 @@ A job is its call's row in the ledger (the job id is the call id), and its answe
 kept beside the ledger (``answers.py``), so ``job_result`` works from another
 connection and after a restart; a job that was running when the bridge died is marked
 ``interrupted`` at the next start, like every call.
+
+A client (``[clients.<name>]``) sees only its own jobs: another's job id is answered as
+unknown, so ids cannot even be probed. The owner (the single token, stdio) sees all.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from .answers import visible_to
 from .bridge import Admitted, Bridge
 from .outcomes import Outcome, Refusal, Reply
 from .progress import Progress
@@ -71,25 +75,29 @@ class JobBoard:
             finally:
                 self._tasks = None
                 for job in self._live.values():
-                    self._bridge.stop_call(job.key, "stopped by the bridge shutting down",
+                    self._bridge.calls.stop_call(job.key, "stopped by the bridge shutting down",
                                            outcome="cancelled")
                 with anyio.CancelScope(shield=True), anyio.move_on_after(30):
                     for job in list(self._live.values()):
                         await job.done.wait()
                 tg.cancel_scope.cancel()
 
-    async def handle(self, name: str, arguments: Mapping[str, Any], caller: str) -> Reply:
-        """One call of a job tool (``JOB_TOOL_NAMES``), its arguments checked."""
+    async def handle(self, name: str, arguments: Mapping[str, Any], caller: str,
+                     client: str | None = None) -> Reply:
+        """One call of a job tool (``JOB_TOOL_NAMES``), its arguments checked; ``client``
+        is the client making it (None: the owner)."""
         if name == "job_start":
             tool, inner = arguments.get("tool"), arguments.get("arguments", {})
             if not isinstance(tool, str) or not isinstance(inner, dict) or set(arguments) - {
                     "tool", "arguments"}:
                 return Reply.refused(
                     name, "invalid arguments: expected {tool: string, arguments: object}")
-            return await self.start(tool, inner, caller)
+            return await self.start(tool, inner, caller, client)
         job_id = arguments.get("job_id")
         if not isinstance(job_id, str) or not job_id:
             return Reply.refused(name, "invalid arguments: job_id (a string) is required")
+        if not await anyio.to_thread.run_sync(visible_to, self._bridge.ledger, job_id, client):
+            return _error(f"unknown job {job_id!r}")
         if name == "job_status":
             return await self.status(job_id)
         if name == "job_cancel":
@@ -100,11 +108,12 @@ class JobBoard:
         return await self.result(job_id, float(wait_s))
 
     async def start(
-        self, tool: str, arguments: Mapping[str, Any] | None, caller: str
+        self, tool: str, arguments: Mapping[str, Any] | None, caller: str,
+        client: str | None = None,
     ) -> Reply:
         if self._tasks is None:
             return _error("jobs are not available: the server is not running its job runner")
-        admitted = await self._bridge.admit(tool, arguments, caller)
+        admitted = await self._bridge.admit(tool, arguments, caller, client)
         if isinstance(admitted, Refusal):
             return Reply.refused(tool, admitted)
         job = _Live(admitted)
@@ -180,7 +189,7 @@ class JobBoard:
         live = self._live.get(job_id)
         if live is None or live.done.is_set():
             return await self.status(job_id)
-        self._bridge.stop_call(live.key, "cancelled with job_cancel")
+        self._bridge.calls.stop_call(live.key, "cancelled with job_cancel")
         with anyio.move_on_after(30):
             await live.done.wait()
         return await self.status(job_id)

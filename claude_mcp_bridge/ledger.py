@@ -26,7 +26,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import os
@@ -54,17 +53,14 @@ from .budget import (
     period_bounds,
     requested_micros,
 )
-from .errors import LedgerError
-from .ledger_schema import migrate
+from .ledger_schema import connect, ledger_error, migrate
 from .outcomes import Outcome
 from .processes import Identity, end_trees_now, owner, owner_alive
 
 logger = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_S = 10.0
 _TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
                   "cache_read_input_tokens")
-
 
 
 @dataclass(frozen=True)
@@ -79,6 +75,8 @@ class CallStart:
     prompt: str
     store_prompt: bool = False
     """Keep the prompt text; otherwise only its length and sha256 are stored."""
+    client: str | None = None
+    """The ``[clients.<name>]`` entry making the call (None: the owner)."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ class Ledger:
     @classmethod
     def open(cls, path: Path) -> Ledger:
         """Open (or create) the ledger, bring its schema up to date, recover crashed calls."""
-        connection = _connect(path)
+        connection = connect(path)
         ledger = cls(connection, path)
         try:
             ledger.problem = ledger._damage()
@@ -135,7 +133,10 @@ class Ledger:
     def _damage(self) -> str | None:
         """What ``PRAGMA quick_check`` finds wrong, as a message with what to do; None when
         the file is sound."""
-        verdict = self.integrity(quick=True)
+        try:
+            verdict = self.integrity(quick=True)
+        except sqlite3.DatabaseError as exc:  # a page too damaged even to check
+            verdict = str(exc)
         if verdict == "ok":
             return None
         logger.error("%s is damaged: %s", self._path, verdict)
@@ -157,14 +158,15 @@ class Ledger:
 
     def reserve(
         self, start: CallStart, cap_usd: float | None, tool_budget: Budget, global_budget: Budget,
-        *, now: datetime | None = None,
+        *, client_budget: Budget | None = None, now: datetime | None = None,
     ) -> Reservation | BudgetRefusal:
         """Hold ``cap_usd`` against every applicable budget, or refuse naming the first that
-        would be overspent (tool daily, tool monthly, global daily, global monthly)."""
+        would be overspent (tool, then client, then global; daily before monthly)."""
         at = utc(now)
-        limits = applicable_limits(start.tool, tool_budget, global_budget)
+        limits = applicable_limits(start.tool, tool_budget, global_budget, start.client,
+                                   client_budget)
         with self._transaction() as db:
-            checks = [Check(limit, _spent_micros(db, limit.tool, limit.period, at))
+            checks = [Check(limit, _spent_micros(db, limit.tool, limit.period, at, limit.client))
                       for limit in limits]
             requested = requested_micros(cap_usd, checks)
             failed = first_failing(checks, requested, uncapped=cap_usd is None)
@@ -203,12 +205,19 @@ class Ledger:
             db.execute("UPDATE calls SET child_pid = ?, child_created = ? WHERE id = ? "
                        "AND outcome = 'running'", (child.pid, child.created, call_id))
 
+    def note_cost(self, call_id: str, cost_usd: float) -> None:
+        """Record the cost the running call's child reported, for recovery if this bridge
+        dies before settling it."""
+        with self._transaction() as db:
+            db.execute("UPDATE calls SET reported_usd = ? WHERE id = ? AND outcome = 'running'",
+                       (cost_usd, call_id))
+
     def recover_interrupted(self, *, grace_s: float = 3.0) -> int:
         """Settle ``running`` rows of dead bridge processes (on this host) ``interrupted``;
         returns how many. A child such a call left alive is ended first (matched by pid and
-        creation time), and the call is charged its reservation: its cost is unknown and
-        its child may have spent up to it. Rows of live processes, of this process and of
-        other hosts stay."""
+        creation time), and the call is charged the cost its child reported, if it did,
+        else its reservation: its child may have spent up to it. Rows of live processes,
+        of this process and of other hosts stay."""
         finder = owner(os.getpid())
         with self._lock:
             rows = self._db.execute(
@@ -224,7 +233,7 @@ class Ledger:
             for row in dead:
                 db.execute(
                     "UPDATE calls SET outcome = 'interrupted', "
-                    "cost_usd = COALESCE(cost_usd, reserved_usd), reserved_usd = 0, "
+                    "cost_usd = COALESCE(cost_usd, reported_usd, reserved_usd), reserved_usd = 0, "
                     "ended_at = ?, error = ? WHERE id = ? AND outcome = 'running'",
                     (format_time(utc(None)), _interrupted_message(row["owner"], finder),
                      row["id"]))
@@ -253,6 +262,14 @@ class Ledger:
         with self._lock:
             row = self._db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
         return None if row is None else dict(row)
+
+    def session_tool(self, session_id: str) -> str | None:
+        """The tool whose call first reported ``session_id``, or None when none did."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tool FROM calls WHERE session_id = ? ORDER BY started_at LIMIT 1",
+                (session_id,)).fetchone()
+        return None if row is None else str(row["tool"])
 
     def rows(self, query: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """Rows of a read-only query, for the reports beside the ledger."""
@@ -295,53 +312,16 @@ class Ledger:
                 raise
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                     check_same_thread=False)
-    except (OSError, sqlite3.Error) as exc:
-        raise ledger_error(path, exc) from exc
-    connection.row_factory = sqlite3.Row
-    try:
-        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        connection.execute("PRAGMA journal_mode = WAL")
-        # In WAL mode NORMAL never corrupts the file; a power cut may lose the last commits,
-        # a crash of the process loses nothing. Saves about a millisecond per call.
-        connection.execute("PRAGMA synchronous = NORMAL")
-    except sqlite3.Error as exc:
-        connection.close()
-        raise ledger_error(path, exc) from exc
-    return connection
-
-
-def ledger_error(path: Path, exc: BaseException) -> LedgerError:
-    """A LedgerError that names the cause a person can act on."""
-    text = str(exc).lower()
-    where = "[ledger] path or CLAUDE_MCP_BRIDGE_DATA_DIR"
-    if "full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
-        return LedgerError(path, f"the disk is full ({exc}); free space on it, or point "
-                                 f"{where} at another disk")
-    if ("readonly" in text or "read-only" in text or "unable to open" in text
-            or isinstance(exc, PermissionError)
-            or getattr(exc, "errno", None) in (errno.EROFS, errno.EACCES)):
-        return LedgerError(path, f"cannot write there ({exc}); make {path.parent} writable, "
-                                 f"or point {where} at a writable folder")
-    if "not a database" in text or "malformed" in text:
-        return LedgerError(path, f"not a usable SQLite ledger ({exc}); move the file aside "
-                                 "(a new ledger is started) or restore it from a backup")
-    return LedgerError(path, f"cannot use the ledger ({exc}); check the path and its "
-                             "permissions")
-
-
-def _spent_micros(db: sqlite3.Connection, tool: str | None, period: Period, at: datetime) -> int:
+def _spent_micros(db: sqlite3.Connection, tool: str | None, period: Period, at: datetime,
+                  client: str | None = None) -> int:
     start, end = period_bounds(period, at)
     query = ("SELECT TOTAL(COALESCE(cost_usd, 0) + COALESCE(reserved_usd, 0)) FROM calls "
              "WHERE started_at >= ? AND started_at < ?")
     params: tuple[str, ...] = (format_time(start), format_time(end))
-    if tool is not None:
-        query += " AND tool = ?"
-        params += (tool,)
+    for column, value in (("tool", tool), ("client", client)):
+        if value is not None:
+            query += f" AND {column} = ?"  # a column name of ours, never input
+            params += (value,)
     return micros(float(db.execute(query, params).fetchone()[0]))
 
 
@@ -352,11 +332,12 @@ def _insert(db: sqlite3.Connection, call_id: str, start: CallStart, at: datetime
     db.execute(
         "INSERT INTO calls (id, tool, kind, definition_path, definition_sha256, caller, "
         "started_at, ended_at, outcome, reserved_usd, error, prompt_chars, prompt_sha256, "
-        "prompt, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "prompt, owner, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (call_id, start.tool, start.kind, start.definition_path, start.definition_sha256,
          storable(start.caller), started, ended, outcome, reserved_usd, storable(error),
          len(start.prompt), _sha256(start.prompt),
-         storable(start.prompt) if start.store_prompt else None, owner(os.getpid())))
+         storable(start.prompt) if start.store_prompt else None, owner(os.getpid()),
+         start.client))
 
 
 def _update_settled(db: sqlite3.Connection, call_id: str, settlement: Settlement, at: datetime,
@@ -384,8 +365,8 @@ def _warn_not_running(call_id: str, row: sqlite3.Row | None) -> None:
 
 def _interrupted_message(owner: str, finder: str) -> str:
     return (f"interrupted: the bridge process that ran this call ({owner}) ended before "
-            f"settling it; found by {finder}. Its cost is unknown, so it is charged its "
-            "reservation (its cap, or what was left of the budget)")
+            f"settling it; found by {finder}. It is charged the cost its child reported, or, "
+            "when none was reported, its reservation (its cap, or what was left of the budget)")
 
 
 def utc(moment: datetime | None) -> datetime:

@@ -1,20 +1,28 @@
-"""The ledger's schema: one migration step per version, applied in order.
+"""The ledger's file: opening it, naming what is wrong with it, and its schema (one
+migration step per version, applied in order).
 
 The schema version is ``PRAGMA user_version``. Version 1: ``calls``, one row per call.
 Version 2 adds ``test_results``: one row per run of an agent-test case, with the
 definition's content hash. Version 3 adds the call's child (``child_pid`` and
 ``child_created``, its creation time), so recovery after a crash can end a child that
-outlived its bridge without ever signalling a reused pid. Version 4 adds ``decisions``:
+outlived its bridge without ever signalling a reused pid, and the cost the child reported
+(``reported_usd``) before the call was settled, so recovery charges that, not the cap.
+Version 4 adds ``client``: the ``[clients.<name>]`` entry that made the call (NULL for the
+owner's calls), the key its budgets are summed by and jobs and kept answers are fenced by.
+Version 5 adds ``decisions``:
 one row per permission prompt a call's child made, with who decided (policy, definition,
 person, time limit, fallback) and what.
 """
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from pathlib import Path
 
 from .errors import LedgerError
+
+BUSY_TIMEOUT_S = 10.0
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -77,6 +85,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE calls ADD COLUMN child_pid INTEGER",
         "ALTER TABLE calls ADD COLUMN child_created REAL",
+        "ALTER TABLE calls ADD COLUMN reported_usd REAL",
+        # a resumed session is checked against the tool that started it
+        "CREATE INDEX calls_session_id ON calls (session_id)",
+    ),
+    (
+        "ALTER TABLE calls ADD COLUMN client TEXT",
+        "CREATE INDEX calls_client_started_at ON calls (client, started_at)",
     ),
     (
         """CREATE TABLE decisions (
@@ -110,3 +125,42 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
             db.execute(statement)
     # PRAGMA takes no parameters; SCHEMA_VERSION is our own int.
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                     check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise ledger_error(path, exc) from exc
+    connection.row_factory = sqlite3.Row
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL never corrupts the file; a power cut may lose the last commits,
+        # a crash of the process loses nothing. Saves about a millisecond per call.
+        connection.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.Error as exc:
+        connection.close()
+        raise ledger_error(path, exc) from exc
+    return connection
+
+
+def ledger_error(path: Path, exc: BaseException) -> LedgerError:
+    """A LedgerError that names the cause a person can act on."""
+    text = str(exc).lower()
+    where = "[ledger] path or CLAUDE_MCP_BRIDGE_DATA_DIR"
+    if "full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+        return LedgerError(path, f"the disk is full ({exc}); free space on it, or point "
+                                 f"{where} at another disk")
+    if ("readonly" in text or "read-only" in text or "unable to open" in text
+            or isinstance(exc, PermissionError)
+            or getattr(exc, "errno", None) in (errno.EROFS, errno.EACCES)):
+        return LedgerError(path, f"cannot write there ({exc}); make {path.parent} writable, "
+                                 f"or point {where} at a writable folder")
+    if "not a database" in text or "malformed" in text:
+        return LedgerError(path, f"not a usable SQLite ledger ({exc}); move the file aside "
+                                 "(a new ledger is started) or restore it from a backup")
+    return LedgerError(path, f"cannot use the ledger ({exc}); check the path and its "
+                             "permissions")

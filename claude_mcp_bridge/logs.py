@@ -4,13 +4,16 @@
 file) and text on a terminal. Every record may carry structured fields through
 ``extra=`` (``event``, ``call_id``, ``tool``, ``outcome``, ``cost_usd``,
 ``duration_ms``...); JSON output keeps them as keys. A secret registered with
-``configure(secrets=...)`` (the HTTP bearer token) is masked in every message.
+``configure(secrets=...)`` (the HTTP bearer token) is masked in every message, and so is
+whatever follows ``Bearer`` (the server never knows clients' tokens, only their hashes,
+so it masks any credential it might print).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -37,6 +40,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
+
+
 class _Redact(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -44,10 +50,11 @@ class _Redact(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if any(secret in message for secret in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+        masked = _BEARER.sub(r"\1***", message)
+        for secret in self._secrets:
+            masked = masked.replace(secret, "***")
+        if masked != message:
+            record.msg, record.args = masked, None
         return True
 
 

@@ -8,13 +8,16 @@ editors that replace files included); with 2,500 files a poll costs a few ms.
 
 A call already running keeps the ``ToolEntry`` (and so the definition) it started
 with: the catalog is swapped, never mutated.
+
+The config file is watched the same way (``watch_file``); the server re-reads it and
+swaps in its clients, so a token revoked in the file stops working without a restart.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
 
 import anyio
@@ -42,15 +45,37 @@ async def watch(
     roots: Roots, on_change: Callable[[], Awaitable[None]], *, poll_s: float, debounce_s: float
 ) -> None:
     """Call ``on_change`` after each settled change of the files under ``roots``; forever."""
-    current = await anyio.to_thread.run_sync(signature, roots)
+    await _watch(lambda: signature(roots), on_change, poll_s=poll_s, debounce_s=debounce_s)
+
+
+def file_signature(path: Path) -> tuple[int, int, int] | None:
+    """What one file looks like on disk now (None: it does not exist)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size, info.st_ino
+
+
+async def watch_file(
+    path: Path, on_change: Callable[[], Awaitable[None]], *, poll_s: float, debounce_s: float
+) -> None:
+    """Call ``on_change`` after each settled change of the file at ``path``; forever."""
+    await _watch(lambda: file_signature(path), on_change, poll_s=poll_s,
+                 debounce_s=debounce_s)
+
+
+async def _watch(look: Callable[[], Hashable], on_change: Callable[[], Awaitable[None]], *,
+                 poll_s: float, debounce_s: float) -> None:
+    current = await anyio.to_thread.run_sync(look)
     while True:
         await anyio.sleep(poll_s)
-        seen = await anyio.to_thread.run_sync(signature, roots)
+        seen = await anyio.to_thread.run_sync(look)
         if seen == current:
             continue
         while True:  # debounce: wait until a poll sees no further change
             await anyio.sleep(debounce_s)
-            settled = await anyio.to_thread.run_sync(signature, roots)
+            settled = await anyio.to_thread.run_sync(look)
             if settled == seen:
                 break
             seen = settled
@@ -58,7 +83,7 @@ async def watch(
         try:
             await on_change()
         except Exception:  # a reload must never take the server down
-            logger.exception("reloading the definitions failed; the previous catalog stays")
+            logger.exception("reloading after a change failed; what was loaded stays")
 
 
 def watched_dirs(roots: Roots) -> list[Path]:

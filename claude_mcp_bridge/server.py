@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,12 +22,14 @@ from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import ListenHandler
 
 from .agent_tests import mcp_tool as test_tool
-from .answers import RESULTS_URI
+from .answers import RESULTS_URI, visible_to
 from .asking import SessionApprover
 from .bridge import Bridge, load_catalog, open_bridge
 from .builtin_tools import JOB_TOOLS, ROUTER_TOOLS, TEST_TOOL
 from .catalog import Catalog
-from .errors import UnknownToolError
+from .clients import CLIENT_SCOPE_KEY, Clients
+from .config import load_config
+from .errors import ConfigError, UnknownToolError
 from .jobs import JobBoard
 from .notifier import Notifier
 from .outcomes import Refusal, Reply
@@ -104,6 +107,24 @@ class BridgeServer(_BridgeServer):
         if await self.bridge.reload():
             await self.notifier.tools_changed()
 
+    async def reload_config(self, path: Path) -> None:
+        """Re-read the changed config file and swap in its clients (tokens and ceilings);
+        a file that does not load leaves the clients as they were."""
+        try:
+            config = await anyio.to_thread.run_sync(load_config, path)
+        except ConfigError as exc:
+            logger.error("the changed config file is not used (%s); the clients stay as "
+                         "they were", exc)
+            return
+        self.bridge.clients = Clients.from_config(config)
+        logger.info("config reloaded: %d client(s)", len(config.clients),
+                    extra={"event": "config.reload", "clients": len(config.clients)})
+        before = self.bridge.settings.config.model_copy(update={"clients": {}})
+        if config.model_copy(update={"clients": {}}) != before:
+            logger.warning("%s changed beyond [clients]; only clients apply while serving, "
+                           "restart the bridge for the rest", path)
+        await self.notifier.tools_changed()  # a client's allowed tools may have changed
+
     def _register_features(self, jobs: JobBoard | None) -> None:
         catalog = self.bridge.settings.config.catalog
         if catalog.mode != "tools":
@@ -130,7 +151,21 @@ class BridgeServer(_BridgeServer):
     async def _list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=self.published())
+        return types.ListToolsResult(tools=self.visible_tools(client_of(ctx)))
+
+    def visible_tools(self, client: str | None) -> list[types.Tool]:
+        """The tools a caller sees: the owner all, a client only those it may call."""
+        tools = self.published()
+        if client is None:
+            return tools
+        ceiling, catalog = self.bridge.clients.get(client), self.bridge.catalog
+
+        def allowed(tool: types.Tool) -> bool:
+            entry = catalog.get(tool.name)
+            if entry is None:  # jobs and the router: checked again when they admit a call
+                return tool.name != TEST_TOOL.name
+            return ceiling is not None and ceiling.may_call(tool.name, entry.definition.name)
+        return [tool for tool in tools if allowed(tool)]
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
@@ -150,14 +185,15 @@ class BridgeServer(_BridgeServer):
     async def _read_resource(
         self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        uri, bridge = str(params.uri), self.bridge
+        uri, bridge, client = str(params.uri), self.bridge, client_of(ctx)
         if uri == USAGE_URI:
             text = await anyio.to_thread.run_sync(usage_resource, bridge.ledger,
-                                                  bridge.global_budget)
+                                                  bridge.global_budget, client)
             return _text_resource(uri, "application/json", text)
-        if uri.startswith(RESULTS_URI):
-            whole = await anyio.to_thread.run_sync(bridge.answers.full_text,
-                                                   uri[len(RESULTS_URI):])
+        call_id = uri[len(RESULTS_URI):]
+        if uri.startswith(RESULTS_URI) and await anyio.to_thread.run_sync(
+                visible_to, bridge.ledger, call_id, client):
+            whole = await anyio.to_thread.run_sync(bridge.answers.full_text, call_id)
             if whole is not None:
                 return _text_resource(uri, "text/plain", whole)
         raise MCPError(code=types.INVALID_PARAMS, message=f"unknown resource {uri}")
@@ -182,7 +218,8 @@ async def call_definition(bridge: Bridge, ctx: ServerRequestContext[Any], name: 
                           arguments: dict[str, Any]) -> Reply:
     """A call of a published agent or skill: admit, execute, answer."""
     finished = await bridge.call(name, arguments, session_progress(ctx.session),
-                                 str(caller_of(ctx)), request_key(ctx), SessionApprover(ctx))
+                                 str(caller_of(ctx)), request_key(ctx), client_of(ctx),
+                                 SessionApprover(ctx))
     if isinstance(finished, Refusal):
         return Reply.refused(name, finished)
     return finished.reply()
@@ -190,7 +227,7 @@ async def call_definition(bridge: Bridge, ctx: ServerRequestContext[Any], name: 
 
 def _jobs_handler(jobs: JobBoard) -> Handler:
     async def call(ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> Reply:
-        return await jobs.handle(name, arguments, str(caller_of(ctx)))
+        return await jobs.handle(name, arguments, str(caller_of(ctx)), client_of(ctx))
     return call
 
 
@@ -211,6 +248,10 @@ def _router_handler(bridge: Bridge) -> Handler:
 
 def _test_handler(bridge: Bridge) -> Handler:
     async def call(ctx: ServerRequestContext[Any], name: str, arguments: dict[str, Any]) -> Reply:
+        client = client_of(ctx)
+        if client is not None:  # its runs would not be held to the client's ceiling
+            return Reply.refused(name, f"client {client} may not run agent tests; run them "
+                                 "as the owner (stdio, `claude-mcp-bridge test`)")
         return await test_tool.call_tool(bridge, arguments, session_progress(ctx.session))
     return call
 
@@ -238,12 +279,29 @@ def caller_of(ctx: ServerRequestContext[Any]) -> Caller:
     return Caller(transport, f"{info.name} {info.version}".strip())
 
 
+def client_of(ctx: ServerRequestContext[Any]) -> str | None:
+    """The ``[clients.<name>]`` entry whose token the HTTP request carried; None for the
+    owner (stdio, the single token, a tokenless loopback bridge)."""
+    scope = getattr(ctx.request, "scope", None)
+    client = scope.get(CLIENT_SCOPE_KEY) if isinstance(scope, dict) else None
+    return client if isinstance(client, str) else None
+
+
+POST_SCOPE_KEY = "claude_mcp_bridge.post"
+"""Where the HTTP transport puts a unique id of each POST to ``/mcp`` in the ASGI scope."""
+
+
 def request_key(ctx: ServerRequestContext[Any]) -> Hashable | None:
-    """How an HTTP transport names a request: (MCP session id, JSON-RPC id)."""
+    """How an HTTP transport names a request: (its POST's id, else the MCP session id;
+    the JSON-RPC id). Requests without a session (2026 era, stateless) reuse JSON-RPC ids
+    across clients, so the POST's own id keeps one client's disconnect from stopping
+    another's call."""
     headers = getattr(ctx.request, "headers", None)
     if headers is None or ctx.request_id is None:
         return None
-    return (headers.get("mcp-session-id"), str(ctx.request_id))
+    scope = getattr(ctx.request, "scope", {})
+    post = scope.get(POST_SCOPE_KEY) if isinstance(scope, dict) else None
+    return (post or headers.get("mcp-session-id"), str(ctx.request_id))
 
 
 def session_progress(session: Any) -> Progress:

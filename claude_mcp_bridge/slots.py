@@ -1,7 +1,8 @@
 """Concurrency and queue limits: at most N children at once, at most Q calls waiting.
 
-One ``anyio.CapacityLimiter`` for the whole bridge (FIFO), plus one per tool that
-has its own ``max_concurrency``; a call takes its tool's token, then the bridge's.
+One ``anyio.CapacityLimiter`` for the whole bridge (FIFO), plus one per tool and one
+per client that has its own ``max_concurrency``; a call takes its tool's token, then
+its client's, then the bridge's (always in that order, so no two calls deadlock).
 Both limiters share one queue: a call that cannot start at once waits in it,
 whichever limiter holds it back, is told its position each time the queue moves,
 and is refused at once when ``max_queue`` calls are already waiting.
@@ -29,7 +30,8 @@ class Slots:
         """Calls that could not start at once, in arrival order, whichever limiter they
         wait for; a call's position is its place here."""
         self._moved = anyio.Event()
-        self._per_tool: dict[str, anyio.CapacityLimiter] = {}
+        self._shares: dict[tuple[str, str], anyio.CapacityLimiter] = {}
+        """The limiters of tools and clients with their own max_concurrency."""
 
     @property
     def running(self) -> int:
@@ -41,12 +43,16 @@ class Slots:
 
     @asynccontextmanager
     async def slot(
-        self, tool: str, tool_concurrency: int | None, on_queued: OnQueued
+        self, tool: str, tool_concurrency: int | None, on_queued: OnQueued,
+        client: tuple[str, int | None] | None = None,
     ) -> AsyncIterator[None]:
-        """Hold a slot for the body; raises ``QueueFull`` when the call cannot even wait."""
+        """Hold a slot for the body; raises ``QueueFull`` when the call cannot even wait.
+        ``client`` is (name, its max_concurrency) for a client's call."""
         token = object()
-        tool_limiter = self._tool_limiter(tool, tool_concurrency)
-        limiters = [self._limiter] if tool_limiter is None else [tool_limiter, self._limiter]
+        shares = [self._share(("tool", tool), tool_concurrency)]
+        if client is not None:
+            shares.append(self._share(("client", client[0]), client[1]))
+        limiters = [*(s for s in shares if s is not None), self._limiter]
         held: list[anyio.CapacityLimiter] = []
         try:
             # No await between the check and taking the tokens or a place in the queue,
@@ -64,12 +70,12 @@ class Slots:
             for limiter in reversed(held):
                 limiter.release_on_behalf_of(token)
 
-    def _tool_limiter(self, tool: str, limit: int | None) -> anyio.CapacityLimiter | None:
+    def _share(self, key: tuple[str, str], limit: int | None) -> anyio.CapacityLimiter | None:
         if limit is None:
             return None
-        limiter = self._per_tool.get(tool)
+        limiter = self._shares.get(key)
         if limiter is None:
-            limiter = self._per_tool[tool] = anyio.CapacityLimiter(limit)
+            limiter = self._shares[key] = anyio.CapacityLimiter(limit)
         elif limiter.total_tokens != limit:
             # Resize in place: a new limiter would forget the calls holding the old one.
             limiter.total_tokens = limit

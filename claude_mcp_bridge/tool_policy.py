@@ -10,7 +10,7 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from agents_registry import Definition
 
@@ -45,6 +45,14 @@ class ToolPolicy:
     no_elicitation: Decision = "deny"
     sandbox: Sandbox | None = None
     """The CLI's sandbox around the call's commands, when the config asks for it."""
+    allowed_modes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(config key, modes) lists that all must admit a definition file's permission mode."""
+    allowed_servers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(config key, names) lists that all must admit every MCP server a child uses."""
+    definition_servers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(config key, names) lists that all must admit a server an agent file starts itself."""
+    mode_ceiling: str | None = None
+    """The most permissive mode a call may run in (a client's); a stricter one is kept."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,9 @@ def tool_policy(config: Config, definition: Definition, project_dir: Path) -> To
         ask_timeout_s=permissions.ask_timeout_s,
         no_elicitation=permissions.no_elicitation,
         sandbox=_sandbox(config, tool.permissions.sandbox),
+        allowed_modes=_mode_lists(config, definition),
+        allowed_servers=_server_lists(config, definition, "allowed_servers"),
+        definition_servers=_server_lists(config, definition, "definition_servers"),
     )
 
 
@@ -90,6 +101,43 @@ def _sandbox(config: Config, asked: bool | None) -> Sandbox | None:
         return None
     return Sandbox(tuple(_resolved(str(r)) for r in sandbox.writable_roots),
                    tuple(sandbox.allowed_domains))
+
+
+def _server_lists(
+    config: Config, definition: Definition, key: Literal["allowed_servers", "definition_servers"]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    lists: list[tuple[str, tuple[str, ...]]] = []
+    configured: list[str] | None = getattr(config.mcp, key)
+    if configured is not None:
+        lists.append((f"[mcp] {key}", tuple(configured)))
+    own: list[str] | None = getattr(config.tool(definition.kind, definition.name).mcp, key)
+    if own is not None:
+        table = "agents" if definition.kind == "agent" else "skills"
+        lists.append((f"[{table}.{definition.name}.mcp] {key}", tuple(own)))
+    return tuple(lists)
+
+
+def _mode_lists(config: Config, definition: Definition) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    lists = [("[permissions] allowed_modes", config.permissions.modes_for_definitions())]
+    own = config.tool(definition.kind, definition.name).permissions.allowed_modes
+    if own is not None:
+        table = "agents" if definition.kind == "agent" else "skills"
+        lists.append((f"[{table}.{definition.name}.permissions] allowed_modes", tuple(own)))
+    return tuple(lists)
+
+
+# From the strictest: a mode may be lowered to a ceiling, never raised. No mode at all is
+# the CLI's "default".
+_PERMISSIVENESS = {"plan": 0, "dontAsk": 1, "default": 1, "manual": 1, "acceptEdits": 2,
+                   "auto": 3, "bypassPermissions": 4}
+
+
+def stricter(mode: str | None, ceiling: str | None) -> str | None:
+    """``mode`` held to ``ceiling``: the ceiling when ``mode`` is more permissive."""
+    if ceiling is None:
+        return mode
+    rank = _PERMISSIVENESS.get(mode or "default", len(_PERMISSIVENESS))
+    return ceiling if _PERMISSIVENESS[ceiling] < rank else mode
 
 
 @functools.lru_cache(maxsize=256)

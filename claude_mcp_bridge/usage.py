@@ -21,9 +21,15 @@ _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
+Grouping = Literal["tool", "day", "client"]
+NO_CLIENT = "(owner)"
+"""The ``--by client`` key of calls made without a client token (stdio, the single token)."""
+
+
 @dataclass(frozen=True)
 class UsageRow:
-    """Calls grouped by tool or UTC day (``key``); the last row of ``usage`` is "total"."""
+    """Calls grouped by tool, UTC day or client (``key``); the last row of ``usage`` is
+    "total"."""
 
     key: str
     calls: int
@@ -42,19 +48,27 @@ class UsageRow:
     output_tokens: int
 
 
-def usage_rows(ledger: Ledger, *, since: datetime, by: Literal["tool", "day"]) -> list[UsageRow]:
-    """Calls started at or after ``since``, one row per tool or UTC day (in key order),
-    then a row keyed "total"."""
-    rows = ledger.rows(
-        "SELECT tool, started_at, outcome, duration_ms, cost_usd, input_tokens, "
-        "output_tokens FROM calls WHERE started_at >= ? ORDER BY started_at",
-        (format_time(utc(since)),))
+def usage_rows(ledger: Ledger, *, since: datetime, by: Grouping,
+               client: str | None = None) -> list[UsageRow]:
+    """Calls started at or after ``since`` (only ``client``'s, when given), one row per
+    tool, UTC day or client (in key order), then a row keyed "total"."""
+    query = ("SELECT tool, started_at, outcome, duration_ms, cost_usd, input_tokens, "
+             "output_tokens, client FROM calls WHERE started_at >= ?")
+    params: tuple[str, ...] = (format_time(utc(since)),)
+    if client is not None:
+        query, params = query + " AND client = ?", (*params, client)
+    rows = ledger.rows(query + " ORDER BY started_at", params)
     groups: dict[str, list[sqlite3.Row]] = {}
     for row in rows:
-        key = row["tool"] if by == "tool" else row["started_at"][:10]
-        groups.setdefault(key, []).append(row)
+        groups.setdefault(_key(row, by), []).append(row)
     return [*(_usage_row(key, groups[key]) for key in sorted(groups)),
             _usage_row("total", rows)]
+
+
+def _key(row: sqlite3.Row, by: Grouping) -> str:
+    if by == "client":
+        return str(row["client"] or NO_CLIENT)
+    return str(row["tool"] if by == "tool" else row["started_at"][:10])
 
 
 def tool_history(ledger: Ledger, *, days: int = 30) -> dict[str, tuple[int, int]]:
@@ -74,9 +88,10 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime | None:
 
 
 def usage_report(
-    ledger: Ledger, budget: Budget, *, since: datetime, by: Literal["tool", "day"]
+    ledger: Ledger, budget: Budget, *, since: datetime, by: Grouping,
+    client: str | None = None,
 ) -> dict[str, Any]:
-    rows = [asdict(row) for row in usage_rows(ledger, since=since, by=by)]
+    rows = [asdict(row) for row in usage_rows(ledger, since=since, by=by, client=client)]
     return {
         "since": since.isoformat(timespec="seconds"),
         "by": by,
@@ -87,9 +102,11 @@ def usage_report(
     }
 
 
-def usage_resource(ledger: Ledger, budget: Budget) -> str:
+def usage_resource(ledger: Ledger, budget: Budget, client: str | None = None) -> str:
+    """``bridge://usage``: the last 7 days per tool; a client sees only its own calls."""
     since = datetime.now(UTC) - timedelta(days=7)
-    return json.dumps(usage_report(ledger, budget, since=since, by="tool"), indent=2)
+    return json.dumps(usage_report(ledger, budget, since=since, by="tool", client=client),
+                      indent=2)
 
 
 def usage_text(report: dict[str, Any]) -> str:

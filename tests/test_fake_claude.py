@@ -1,9 +1,11 @@
 """The strict fake `claude` (tests/fakes/fake_claude.py): its protocol, and how it matches the
 real CLI.
 
-The `real_cli` class runs the real CLI 2.1.197 (``CLAUDE_MCP_BRIDGE_REAL_CLAUDE``, else
-``<repo>/.cache/claude-cli/node_modules/.bin/claude``) offline, for what needs no model: the option
-table, help and version, and the exit code and stderr of bad invocations.
+The `real_cli` class runs each tested real CLI (2.1.197: ``CLAUDE_MCP_BRIDGE_REAL_CLAUDE``, else
+``<repo>/.cache/claude-cli/node_modules/.bin/claude``; 2.1.332: ``..._LATEST``, else
+``.cache/claude-cli-latest``) offline against the fake set to the same version
+(``FAKE_CLAUDE_VERSION``), for what needs no model: the option table, help and version, and the
+exit code and stderr of bad invocations.
 """
 
 from __future__ import annotations
@@ -32,7 +34,20 @@ HELP_FILE = FAKES / "claude-2.1.197-help.txt"
 UUID = "0384cd3d-c402-436e-9238-fd2686301ea2"
 
 
-def load_fake_module() -> ModuleType:
+def load_fake_module(version: str | None = None) -> ModuleType:
+    """The fake as a module; ``version`` sets FAKE_CLAUDE_VERSION while it is imported."""
+    saved = os.environ.get("FAKE_CLAUDE_VERSION")
+    os.environ["FAKE_CLAUDE_VERSION"] = version or ""
+    try:
+        return _exec_fake()
+    finally:
+        if saved is None:
+            os.environ.pop("FAKE_CLAUDE_VERSION")
+        else:
+            os.environ["FAKE_CLAUDE_VERSION"] = saved
+
+
+def _exec_fake() -> ModuleType:
     spec = importlib.util.spec_from_file_location("fake_claude_under_test", FAKE)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -659,6 +674,23 @@ def test_sigterm_exits_143_without_result_and_leaves_the_grandchild(
     assert os.getpgid(grandchild) == records(tmp_path)[0]["pgid"]
 
 
+def test_a_setsid_sleeper_leaves_the_group_and_outlives_sigterm(
+        tmp_path: Path, leaked: list[int]) -> None:
+    script = [{"init": {}}, {"spawn": "setsid_sleeper"}, {"text": "partial"}, {"hang": True}]
+    with started(tmp_path, script) as (proc, out, _):
+        assert json.loads(out.line())["type"] == "system"
+        assert json.loads(out.line())["type"] == "assistant"  # the spawn happened before
+        children = tmp_path / "records" / f"{proc.pid}.children"
+        (grandchild,) = [int(x) for x in children.read_text().split()]
+        leaked.append(grandchild)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143
+        os.kill(grandchild, signal.SIGTERM)
+        assert pid_alive(grandchild)  # it ignores SIGTERM: only SIGKILL ends it
+    assert os.getsid(grandchild) == grandchild != records(tmp_path)[0]["sid"]
+    assert os.getpgid(grandchild) == grandchild
+
+
 def test_sigint_emits_an_interrupted_result_and_exits_0(tmp_path: Path) -> None:
     with started(tmp_path, [{"init": {}}, {"text": "partial"}, {"hang": True}]) as (proc, out, _):
         out.line()
@@ -730,12 +762,10 @@ def test_hang_ignoring_sigterm_needs_sigkill(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # the real CLI, where no model is needed
 # --------------------------------------------------------------------------------------------
-def real_claude() -> Path | None:
-    configured = os.environ.get("CLAUDE_MCP_BRIDGE_REAL_CLAUDE")
-    if configured:
-        return Path(configured)
-    default = REPO / ".cache" / "claude-cli" / "node_modules" / ".bin" / "claude"
-    return default if default.exists() else None
+def real_claude(version: str) -> Path:
+    from tests.real_cli.support import real_claude_path
+
+    return real_claude_path(version)
 
 
 def real_env(tmp_path: Path) -> dict[str, str]:
@@ -754,15 +784,41 @@ def first_error_line(stderr: str) -> str:
     return lines[0] if lines else ""
 
 
+# (args, stdin) that fail in every tested version, and those that fail in one only.
+BAD_INVOCATIONS: list[tuple[list[str], str]] = [
+    (["-p", "--bogus-flag"], "hi"),
+    (["-p", "--verbos"], "hi"),
+    (["-p", "--output-format", "xml"], "hi"),
+    (["-p", "--input-format=xml"], "hi"),
+    (["-p", "--permission-mode", "bogus"], "hi"),
+    (["-p", "--model"], "hi"),
+    (["-p", "--output-format", "stream-json"], "hi"),
+    (["-p", "--mcp-config", "missing.json"], "hi"),
+    (["-p", "--mcp-config", "{not json"], "hi"),
+    (["-p", "--mcp-config", '{"mcpServers": {}}', "prompt swallowed"], "hi"),
+    (["-p", "--mcp-config", "[]"], "hi"),
+    (["-p"], ""),
+    (["-p", "--session-id", "nope"], "hi"),
+    (["-p", "--max-budget-usd", "0"], "hi"),
+    (["-p", "--agent", "nosuch"], "hi"),
+    (["-p", "--resume", "abc"], "hi"),
+    (["-p", "--include-partial-messages"], "hi"),
+    (["-p", "--output-format", "json"], " \n"),
+]
+BAD_IN_ONE_VERSION: dict[str, list[tuple[list[str], str]]] = {
+    "2.1.197": [(["-p", "--permission-mode", "manual"], "hi")],  # 2.1.332 offers "manual"
+    "2.1.332": [],
+}
+
+
 @pytest.mark.real_cli
+@pytest.mark.parametrize("version", list(BAD_IN_ONE_VERSION))
 class TestAgainstRealCli:
     @pytest.fixture
-    def claude(self) -> Path:
-        path = real_claude()
-        if path is None or not path.exists():
-            pytest.skip("the real claude CLI is not installed: set "
-                        "CLAUDE_MCP_BRIDGE_REAL_CLAUDE or npm install "
-                        "@anthropic-ai/claude-code@2.1.197 into .cache/claude-cli")
+    def claude(self, version: str) -> Path:
+        path = real_claude(version)
+        if not path.exists():
+            pytest.skip(f"the real claude CLI {version} is not installed at {path}: run .ci/run")
         return path
 
     def run_real(self, claude: Path, tmp_path: Path, *args: str,
@@ -770,47 +826,44 @@ class TestAgainstRealCli:
         return subprocess.run([str(claude), *args], input=stdin, capture_output=True, text=True,
                               env=real_env(tmp_path), cwd=tmp_path, timeout=30)
 
-    def test_version_and_help_text(self, claude: Path, tmp_path: Path) -> None:
-        version = self.run_real(claude, tmp_path, "--version")
-        assert version.stdout == "2.1.197 (Claude Code)\n", "the fake is pinned to 2.1.197"
-        assert self.run_real(claude, tmp_path, "--help").stdout == HELP_FILE.read_text()
+    def test_version_and_help_text(self, claude: Path, tmp_path: Path, version: str) -> None:
+        as_version = {"FAKE_CLAUDE_VERSION": version}
+        real_version = self.run_real(claude, tmp_path, "--version")
+        assert real_version.stdout == f"{version} (Claude Code)\n"
+        assert run_fake(tmp_path, "--version", env=as_version).stdout == real_version.stdout
+        help_file = FAKES / f"claude-{version}-help.txt"
+        assert self.run_real(claude, tmp_path, "--help").stdout == help_file.read_text()
         assert self.run_real(claude, tmp_path, "-p", "--help").stdout == \
-            run_fake(tmp_path, "-p", "--help").stdout
+            run_fake(tmp_path, "-p", "--help", env=as_version).stdout
 
-    def test_long_options_match_the_fake_table(self, claude: Path, tmp_path: Path) -> None:
+    def test_long_options_match_the_fake_table(self, claude: Path, tmp_path: Path,
+                                               version: str) -> None:
+        table = load_fake_module(version)
         real = help_long_options(self.run_real(claude, tmp_path, "--help").stdout)
-        assert real == fake.long_options(hidden=False)
-        every = fake.long_options(hidden=False) | fake.long_options(hidden=True)
+        assert real == table.long_options(hidden=False)
+        every = table.long_options(hidden=False) | table.long_options(hidden=True)
         assert real | {"--max-turns", "--permission-prompt-tool"} == every
         hidden = self.run_real(claude, tmp_path, "-p", "--max-turns")  # hidden yet known
         assert hidden.stderr == "error: option '--max-turns <turns>' argument missing\n"
 
     @pytest.mark.parametrize(("args", "stdin"), [
-        (["-p", "--bogus-flag"], "hi"),
-        (["-p", "--verbos"], "hi"),
-        (["-p", "--output-format", "xml"], "hi"),
-        (["-p", "--input-format=xml"], "hi"),
-        (["-p", "--permission-mode", "manual"], "hi"),
-        (["-p", "--model"], "hi"),
-        (["-p", "--output-format", "stream-json"], "hi"),
-        (["-p", "--mcp-config", "missing.json"], "hi"),
-        (["-p", "--mcp-config", "{not json"], "hi"),
-        (["-p", "--mcp-config", '{"mcpServers": {}}', "prompt swallowed"], "hi"),
-        (["-p", "--mcp-config", "[]"], "hi"),
-        (["-p"], ""),
-        (["-p", "--session-id", "nope"], "hi"),
-        (["-p", "--max-budget-usd", "0"], "hi"),
-        (["-p", "--agent", "nosuch"], "hi"),
-        (["-p", "--resume", "abc"], "hi"),
-        (["-p", "--include-partial-messages"], "hi"),
-        (["-p", "--output-format", "json"], " \n"),
-    ])
+        *BAD_INVOCATIONS, *(case for cases in BAD_IN_ONE_VERSION.values() for case in cases)])
     def test_bad_invocations_fail_alike(self, claude: Path, tmp_path: Path, args: list[str],
-                                        stdin: str) -> None:
+                                        stdin: str, version: str) -> None:
+        if (args, stdin) not in BAD_INVOCATIONS + BAD_IN_ONE_VERSION[version]:
+            pytest.skip(f"a valid invocation for claude {version}")
         real = self.run_real(claude, tmp_path, *args, stdin=stdin)
-        faked = run_fake(tmp_path, *args, stdin=stdin)
+        faked = run_fake(tmp_path, *args, stdin=stdin, env={"FAKE_CLAUDE_VERSION": version})
         assert faked.returncode == real.returncode != 0
         assert first_error_line(faked.stderr) == first_error_line(real.stderr)
         assert faked.stderr.splitlines()[1:2] == real.stderr.splitlines()[1:2] or \
             "at <anonymous>" in real.stderr
         assert faked.stdout == real.stdout == ""
+
+
+def test_the_fake_tables_of_both_versions_differ_as_their_help_texts_do() -> None:
+    old, new = (load_fake_module(v).long_options(hidden=False) for v in BAD_IN_ONE_VERSION)
+    assert new - old == {"--autocompact", "--cloud", "--desktop", "--environment",
+                         "--forward-subagent-text", "--permission-prompts", "--restricted",
+                         "--system-prompt-snapshot", "--teleport"}
+    assert old <= new

@@ -17,10 +17,17 @@ A test file holds the cases of one agent or skill::
 Files are found in ``agent-tests/`` of every definition root (``.claude/agent-tests/`` of
 the project, ``~/.claude/agent-tests/``, then extra roots), or given by path. A file that
 cannot be used becomes a ``Diagnostic`` with its path and the reason; the others still run.
+
+A fixture is copied, links followed, into each run's folder, where checks such as
+``file_contains`` read it back: so the fixture and everything it links to must resolve
+(symlinks and ``..`` first) inside the test file's folder or an allowed cwd root, and hold
+at most ``MAX_FIXTURE_FILES`` entries and ``MAX_FIXTURE_BYTES`` bytes. A test file that
+points elsewhere (``fixture: /``, ``fixture: ../../secrets``) is refused with the reason.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +45,16 @@ from pydantic import (
 )
 
 from agents_registry import Diagnostic, Kind, Roots
-from agents_registry.definitions import validation_reason
 
 from ..arguments import CallArguments
+from ..settings import Settings
 from .checks import Check, JsonSchema, parse_check
 
 TESTS_DIR = "agent-tests"
+MAX_FIXTURE_FILES = 2_000
+"""Files and folders one fixture may hold (each run copies it)."""
+MAX_FIXTURE_BYTES = 50 * 1024 * 1024
+"""Bytes one fixture may hold."""
 SUFFIXES = (".yaml", ".yml")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -98,7 +109,10 @@ class Case(BaseModel):
         try:
             self.arguments(cwd=None)
         except ValidationError as exc:
-            raise ValueError(validation_reason(exc)) from None
+            # the field, not the union branch (``max_turns.constrained-int``) nor the None one
+            raise ValueError("; ".join(
+                f"'{e['loc'][0]}': {e['msg']}" if e["loc"] else e["msg"]
+                for e in exc.errors(include_url=False) if e["loc"][-1:] != ("none",))) from None
         return self
 
     @property
@@ -143,7 +157,9 @@ class CaseFile:
     cases: tuple[Case, ...]
 
 
-def load_case_file(path: Path) -> CaseFile | Diagnostic:
+def load_case_file(path: Path, allowed_roots: Sequence[Path] = ()) -> CaseFile | Diagnostic:
+    """Load one test file; its fixtures must stay inside its own folder or ``allowed_roots``
+    (the cwd roots the config allows)."""
     path = path.absolute()
     try:
         data = yaml.load(path.read_text("utf-8"), Loader=_Loader)
@@ -161,11 +177,11 @@ def load_case_file(path: Path) -> CaseFile | Diagnostic:
     except ValidationError as exc:
         return Diagnostic(path, _reason(exc))
     cases = tuple(_with_fixture(case, path.parent) for case in model.cases)
-    missing = [(case, case.fixture) for case in cases
-               if case.fixture is not None and not case.fixture.is_dir()]
-    if missing:
-        case, fixture = missing[0]
-        return Diagnostic(path, f"case {case.name!r}: fixture {fixture} is not a folder")
+    roots = (path.parent.resolve(), *(root.resolve() for root in allowed_roots))
+    for case in cases:
+        problem = fixture_problem(case.fixture, roots) if case.fixture else None
+        if problem is not None:
+            return Diagnostic(path, f"case {case.name!r}: {problem}")
     kind: Kind | None = "agent" if model.agent else "skill" if model.skill else None
     name = model.agent or model.skill or _stem(path)
     return CaseFile(path, kind, name, cases)
@@ -187,10 +203,14 @@ class Selection:
     diagnostics: tuple[Diagnostic, ...]
 
 
-def select_case_files(selectors: Sequence[str], roots: Roots) -> Selection:
+def select_case_files(
+    selectors: Sequence[str], roots: Roots, allowed_roots: Sequence[Path] = ()
+) -> Selection:
     """Test files for ``selectors``: paths of test files, or agent/skill names (every found
-    file testing that name). No selector: every file found."""
-    loaded = [load_case_file(path) for path in _wanted_paths(selectors, roots)]
+    file testing that name). No selector: every file found. Fixtures must stay inside their
+    test file's folder or ``allowed_roots``."""
+    loaded = [load_case_file(path, allowed_roots)
+              for path in _wanted_paths(selectors, roots)]
     files = [f for f in loaded if isinstance(f, CaseFile)]
     diagnostics = [d for d in loaded if isinstance(d, Diagnostic)]
     for name in _names(selectors):
@@ -234,7 +254,53 @@ def _stem(path: Path) -> str:
 def _with_fixture(case: Case, folder: Path) -> Case:
     if case.fixture is None:
         return case
-    return case.model_copy(update={"fixture": (folder / case.fixture.expanduser()).absolute()})
+    return case.model_copy(update={"fixture": (folder / case.fixture.expanduser()).resolve()})
+
+
+def fixture_problem(fixture: Path, roots: Sequence[Path]) -> str | None:
+    """Why ``fixture`` (resolved) may not be copied for a run, or None: it must be a folder
+    inside ``roots`` whose entries, links followed, stay inside them and within the caps."""
+    where = ", ".join(str(root) for root in roots)
+    if not fixture.is_dir():
+        return f"fixture {fixture} is not a folder"
+    if not _inside(fixture, roots):
+        return (f"fixture {fixture} is outside the test file's folder and the allowed cwd "
+                f"roots ({where}); keep fixtures beside the test file")
+    entries, size = 0, 0
+    pending = [fixture]
+    while pending:
+        folder = pending.pop()
+        try:
+            found = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            return f"fixture {fixture}: cannot read {folder}: {exc.strerror or exc}"
+        for entry in found:
+            target = Path(entry.path).resolve()
+            if entry.is_symlink() and not target.exists():
+                continue  # dangling links are not copied
+            if not _inside(target, roots):
+                return (f"fixture {fixture}: {entry.path} links to {target}, outside the test "
+                        f"file's folder and the allowed cwd roots ({where})")
+            entries += 1
+            if target.is_dir():
+                pending.append(target)
+            elif target.is_file():
+                size += target.stat().st_size
+            if entries > MAX_FIXTURE_FILES or size > MAX_FIXTURE_BYTES:
+                return (f"fixture {fixture} is too big to copy for every run (over "
+                        f"{MAX_FIXTURE_FILES} files or {MAX_FIXTURE_BYTES // 2**20} MiB)")
+    return None
+
+
+def cwd_roots(settings: Settings) -> tuple[Path, ...]:
+    """The cwd roots the config allows (``[permissions] allowed_cwd_roots``, else the
+    project): where, besides its own folder, a test file's fixtures may be."""
+    roots = settings.config.permissions.allowed_cwd_roots or [settings.project_dir]
+    return tuple(Path(root).expanduser() for root in roots)
+
+
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
 
 
 def _reason(exc: ValidationError) -> str:

@@ -20,7 +20,7 @@ import anyio
 from ..bridge import open_bridge
 from ..catalog import Catalog
 from ..settings import Settings
-from .cases import TESTS_DIR, CaseFile, select_case_files
+from .cases import TESTS_DIR, CaseFile, cwd_roots, select_case_files
 from .compare import DEFAULT_THRESHOLD, Comparison, compare_each
 from .execute import Host
 from .report import json_report, junit_report, text_report
@@ -57,7 +57,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> argparse.Arg
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    selection = select_case_files(args.names, settings.roots)
+    selection = select_case_files(args.names, settings.roots, cwd_roots(settings))
     if not selection.files:
         for diagnostic in selection.diagnostics:
             print(f"claude-mcp-bridge: {diagnostic}", file=sys.stderr)

@@ -22,7 +22,7 @@ from agents_registry import load_registry
 from ..catalog import Catalog, build_catalog
 from ..outcomes import Reply
 from ..settings import Settings
-from .cases import SUFFIXES, TESTS_DIR, CaseFile, select_case_files
+from .cases import SUFFIXES, TESTS_DIR, CaseFile, cwd_roots, select_case_files
 from .compare import compare_each
 from .execute import Host
 from .report import json_report, text_report
@@ -124,7 +124,7 @@ def _load(settings: Settings, arguments: TestAgentArguments) -> tuple[
     """The test files for the call and a catalog read from disk now."""
     catalog = build_catalog(load_registry(settings.roots), settings.config,
                             settings.project_dir)
-    selection = select_case_files([arguments.name], settings.roots)
+    selection = select_case_files([arguments.name], settings.roots, cwd_roots(settings))
     files = [replace(f, kind=f.kind or arguments.kind) for f in selection.files
              if arguments.kind is None or f.kind in (None, arguments.kind)]
     if not files:

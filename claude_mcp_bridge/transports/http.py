@@ -10,8 +10,10 @@ Safety, in the order a request meets it:
   the request head and body (408);
 - Host and Origin on every path (``guards.py``): loopback names or the config's
   allow-lists (421 / 403), against DNS rebinding;
-- a bearer token, compared in constant time, on everything but ``/health`` when one
-  is configured (and always required when binding beyond loopback);
+- a bearer token on everything but ``/health``: the single token, or a client's
+  (``[clients.<name>]``, known by its hash; ``clients.py``), compared in constant time.
+  Required when either is configured, and always when binding beyond loopback. The
+  client's name goes into the ASGI scope, where the server reads it for every call;
 - JSON nested too deeply gets a parse error (``guards.py``); the SDK's body limit (413);
 - the session cap on Streamable HTTP, where unused and least recently used idle
   sessions make room (``sessions.py``); the same cap (503) on open SSE streams.
@@ -29,6 +31,7 @@ import json
 import logging
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -48,8 +51,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..clients import CLIENT_SCOPE_KEY, NO_CLIENTS, Clients
 from ..config import HttpConfig
-from ..server import Bridge
+from ..server import POST_SCOPE_KEY, Bridge
 from .guards import HostAndOrigin, JsonDepthLimit
 from .limits import ConnectionLimits, GuardedListener, guarded_protocol, raise_fd_limit
 from .sessions import SessionKeeper
@@ -79,6 +83,7 @@ class HttpOptions:
     header_timeout_s: float
     body_timeout_s: float
     max_json_depth: int
+    stateless: bool = False
 
     @classmethod
     def from_config(cls, http: HttpConfig, *, host: str | None, port: int | None,
@@ -91,13 +96,14 @@ class HttpOptions:
             unused_session_timeout_s=http.unused_session_timeout_s,
             drain_timeout_s=http.drain_timeout_s, max_connections=http.max_connections,
             header_timeout_s=http.header_timeout_s, body_timeout_s=http.body_timeout_s,
-            max_json_depth=http.max_json_depth)
+            max_json_depth=http.max_json_depth, stateless=http.stateless)
 
-    def problem(self) -> str | None:
+    def problem(self, clients: Clients = NO_CLIENTS) -> str | None:
         """Why this configuration must not start, or None."""
-        if not is_loopback(self.host) and not self.token:
+        if not is_loopback(self.host) and not self.token and not clients.any_token:
             return (f"binding to {self.host} exposes agents that run commands on this machine; "
-                    f"set a bearer token ([http] token or ${TOKEN_VAR}) or bind to 127.0.0.1")
+                    f"set a bearer token ([http] token or ${TOKEN_VAR}), give a client one "
+                    "(`claude-mcp-bridge token add NAME`) or bind to 127.0.0.1")
         return None
 
     def security(self) -> TransportSecuritySettings:
@@ -121,26 +127,40 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class BearerToken:
-    """ASGI middleware: every path but ``/health`` needs ``Authorization: Bearer <token>``."""
+class Authenticate:
+    """ASGI middleware: every path but ``/health`` needs ``Authorization: Bearer <token>``,
+    the single token (the owner) or a client's, whenever either exists or the bridge
+    listens beyond loopback. The clients are read per request, so a token revoked in the
+    config file stops working as soon as the file is reloaded."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, clients: Callable[[], Clients], *,
+                 always: bool) -> None:
         self._app = app
-        self._token = token.encode()
+        self._token = token.encode() if token else None
+        self._clients = clients
+        self._always = always
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS or self._allowed(scope):
+        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
             await self._app(scope, receive, send)
+            return
+        clients = self._clients()
+        if self._token is None and not clients.any_token and not self._always:
+            await self._app(scope, receive, send)  # a tokenless loopback bridge
+            return
+        scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
+        credentials = credentials.strip() if scheme.lower() == "bearer" else ""
+        if self._token is not None and hmac.compare_digest(credentials.encode(), self._token):
+            await self._app(scope, receive, send)
+            return
+        client = clients.identify(credentials) if credentials else None
+        if client is not None:
+            await self._app({**scope, CLIENT_SCOPE_KEY: client}, receive, send)
             return
         response = JSONResponse(
             {"error": "unauthorized", "error_description": "missing or wrong bearer token"},
             status_code=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         await response(scope, receive, send)
-
-    def _allowed(self, scope: Scope) -> bool:
-        scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            credentials.strip().encode(), self._token)
 
 
 class StopOnDisconnect:
@@ -161,6 +181,8 @@ class StopOnDisconnect:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self._app(scope, receive, send)
             return
+        post = uuid.uuid4().hex
+        scope = {**scope, POST_SCOPE_KEY: post}  # the server's request_key reads it
         body = bytearray()
         key: tuple[str | None, str] | None = None
         answered = False
@@ -171,9 +193,9 @@ class StopOnDisconnect:
             if message["type"] == "http.request" and len(body) <= self._max_body:
                 body.extend(message.get("body", b""))
                 if not message.get("more_body"):
-                    key = _call_key(Headers(scope=scope), bytes(body))
+                    key = _call_key(post, bytes(body))
             elif (message["type"] == "http.disconnect" and key is not None and not answered
-                  and self._bridge.stop_call(key, "the client disconnected")):
+                  and self._bridge.calls.stop_call(key, "the client disconnected")):
                 logger.info("client disconnected during call %s: stopping it", key[1])
             return message
 
@@ -186,14 +208,14 @@ class StopOnDisconnect:
         await self._app(scope, watched_receive, watched_send)
 
 
-def _call_key(headers: Headers, body: bytes) -> tuple[str | None, str] | None:
+def _call_key(post: str, body: bytes) -> tuple[str | None, str] | None:
     try:
         message = json.loads(body)
     except ValueError:
         return None
     if not isinstance(message, dict) or message.get("method") != "tools/call":
         return None
-    return (headers.get("mcp-session-id"), str(message.get("id")))
+    return (post, str(message.get("id")))
 
 
 class _StreamCount:
@@ -219,13 +241,15 @@ def build_app(bridge: Bridge, server: Server[Any], options: HttpOptions) -> ASGI
     security = options.security()
     manager = StreamableHTTPSessionManager(
         app=server, security_settings=security, max_request_body_size=options.max_body_bytes,
-        max_sessions=options.max_sessions, session_idle_timeout=options.session_idle_timeout_s)
+        max_sessions=options.max_sessions, session_idle_timeout=options.session_idle_timeout_s,
+        stateless=options.stateless)
     sse = SseServerTransport("/messages/", security_settings=security,
                              max_request_body_size=options.max_body_bytes)
     streams = _StreamCount(options.max_sessions)
-    sessions = SessionKeeper(
-        StopOnDisconnect(StreamableHTTPASGIApp(manager), bridge, options.max_body_bytes),
-        manager, max_sessions=options.max_sessions,
+    mcp_app: ASGIApp = StopOnDisconnect(StreamableHTTPASGIApp(manager), bridge,
+                                        options.max_body_bytes)
+    sessions = None if options.stateless else SessionKeeper(
+        mcp_app, manager, max_sessions=options.max_sessions,
         unused_timeout_s=options.unused_session_timeout_s)
 
     async def handle_sse(request: Request) -> Response:
@@ -237,6 +261,34 @@ def build_app(bridge: Bridge, server: Server[Any], options: HttpOptions) -> ASGI
                 await server.run(read, write, server.create_initialization_options())
         return Response()
 
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with manager.run(), anyio.create_task_group() as tg:
+            if sessions is not None:  # stateless: no sessions to keep
+                tg.start_soon(sessions.expire_unused)
+            yield
+            tg.cancel_scope.cancel()
+
+    app: ASGIApp = Starlette(
+        routes=[
+            Route("/mcp", endpoint=JsonDepthLimit(sessions or mcp_app, options.max_json_depth,
+                                                  options.max_body_bytes)),
+            Route("/sse", endpoint=handle_sse, methods=["GET"]),
+            Mount("/messages/", app=JsonDepthLimit(sse.handle_post_message,
+                                                   options.max_json_depth,
+                                                   options.max_body_bytes)),
+            *_probes(bridge),
+        ],
+        lifespan=lifespan,
+    )
+    app = Authenticate(app, options.token, lambda: bridge.clients,
+                       always=not is_loopback(options.host))
+    return HostAndOrigin(app, security.allowed_hosts or (), security.allowed_origins or ())
+
+
+def _probes(bridge: Bridge) -> list[Route]:
+    """``/health`` (the process answers) and ``/ready`` (it can take calls, and why not)."""
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": version("claude-mcp-bridge"),
                              "uptime_s": round(time.monotonic() - bridge.started, 3)})
@@ -245,29 +297,8 @@ def build_app(bridge: Bridge, server: Server[Any], options: HttpOptions) -> ASGI
         body = await anyio.to_thread.run_sync(readiness, bridge)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with manager.run(), anyio.create_task_group() as tg:
-            tg.start_soon(sessions.expire_unused)
-            yield
-            tg.cancel_scope.cancel()
-
-    app: ASGIApp = Starlette(
-        routes=[
-            Route("/mcp", endpoint=JsonDepthLimit(sessions, options.max_json_depth,
-                                                  options.max_body_bytes)),
-            Route("/sse", endpoint=handle_sse, methods=["GET"]),
-            Mount("/messages/", app=JsonDepthLimit(sse.handle_post_message,
-                                                   options.max_json_depth,
-                                                   options.max_body_bytes)),
-            Route("/health", endpoint=health, methods=["GET"]),
-            Route("/ready", endpoint=ready, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
-    if options.token:
-        app = BearerToken(app, options.token)
-    return HostAndOrigin(app, security.allowed_hosts or (), security.allowed_origins or ())
+    return [Route("/health", endpoint=health, methods=["GET"]),
+            Route("/ready", endpoint=ready, methods=["GET"])]
 
 
 def readiness(bridge: Bridge) -> dict[str, Any]:
@@ -276,7 +307,7 @@ def readiness(bridge: Bridge) -> dict[str, Any]:
     problems = []
     if bridge.settings.claude.path is None:
         problems.append(bridge.settings.claude.missing_message())
-    if bridge.draining:
+    if bridge.calls.draining:
         problems.append("shutting down")
     if bridge.ledger.problem:
         problems.append(bridge.ledger.problem)
@@ -292,7 +323,7 @@ def readiness(bridge: Bridge) -> dict[str, Any]:
         "uptime_s": round(time.monotonic() - bridge.started, 3),
         "tools_published": len(bridge.catalog.tools),
         "files_rejected": sum(1 for d in registry.diagnostics if d.severity == "error"),
-        "calls_in_flight": bridge.in_flight,
+        "calls_in_flight": bridge.calls.count,
         "calls_queued": bridge.slots.waiting,
         "budget_left_today_usd": left["daily"],
         "budget_left_month_usd": left["monthly"],
@@ -328,7 +359,7 @@ async def serve_http(
     async with anyio.create_task_group() as tg:
 
         async def drain_then_stop() -> None:
-            await bridge.drain(options.drain_timeout_s)
+            await bridge.calls.drain(options.drain_timeout_s)
             web.should_exit = True
 
         async def stop_on_signal() -> None:
@@ -337,12 +368,12 @@ async def serve_http(
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as got:
                 async for signum in got:
                     name = signal.Signals(signum).name
-                    if not bridge.draining:
+                    if not bridge.calls.draining:
                         logger.info("received %s: draining", name)
                         tg.start_soon(drain_then_stop)
                     else:
                         logger.warning("received %s again: stopping calls in flight now", name)
-                        bridge.stop_all()
+                        bridge.calls.stop_all()
 
         async def announce() -> None:
             while not web.started:  # noqa: ASYNC110 - uvicorn exposes only a flag

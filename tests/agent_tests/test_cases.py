@@ -138,3 +138,86 @@ def test_the_shipped_examples_load():
     assert all(isinstance(f, CaseFile) for f in files), files
     assert {(f.kind, f.name) for f in files if isinstance(f, CaseFile)} == \
         {("agent", "code-reviewer"), ("skill", "changelog")}
+
+
+# --- fixtures stay inside the test file's folder or the allowed cwd roots (issue 14, item 4) ---
+
+def fixture_case(fixture: str) -> str:
+    return f"""
+        cases:
+          - name: reads-it
+            prompt: Read it
+            fixture: {fixture}
+            checks: [{{file_contains: {{path: key.txt, text: SECRET}}}}]
+    """
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    folder = tmp_path / "elsewhere" / "secret"
+    folder.mkdir(parents=True)
+    (folder / "key.txt").write_text("SECRET\n")
+    return folder
+
+
+def test_an_absolute_fixture_outside_the_roots_is_refused(tmp_path, secret):
+    tests = tmp_path / "project" / ".claude" / "agent-tests"
+    tests.mkdir(parents=True)
+    loaded = load(tests, fixture_case(str(secret)))
+    assert isinstance(loaded, Diagnostic)
+    assert loaded.reason == (
+        f"case 'reads-it': fixture {secret} is outside the test file's folder and the allowed "
+        f"cwd roots ({tests}); keep fixtures beside the test file")
+
+
+@pytest.mark.parametrize("fixture", ["/", "../../../elsewhere/secret", "link"])
+def test_a_fixture_escaping_by_root_dots_or_a_link_is_refused(tmp_path, secret, fixture):
+    tests = tmp_path / "project" / ".claude" / "agent-tests"
+    tests.mkdir(parents=True)
+    (tests / "link").symlink_to(secret)
+    loaded = load(tests, fixture_case(fixture))
+    assert isinstance(loaded, Diagnostic), loaded
+    assert "is outside the test file's folder and the allowed cwd roots" in loaded.reason
+
+
+def test_a_link_inside_a_fixture_that_points_out_is_refused(tmp_path, secret):
+    tests = tmp_path / "project"
+    fixture = tests / "fixtures" / "repo"
+    fixture.mkdir(parents=True)
+    (fixture / "innocent.txt").symlink_to(secret / "key.txt")
+    loaded = load(tests, fixture_case("fixtures/repo"))
+    assert isinstance(loaded, Diagnostic)
+    assert f"innocent.txt links to {secret / 'key.txt'}, outside" in loaded.reason
+
+
+def test_a_fixture_in_an_allowed_cwd_root_loads(tmp_path, secret):
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "reviewer.yaml").write_text(textwrap.dedent(fixture_case(str(secret))))
+    loaded = load_case_file(tests / "reviewer.yaml", [tmp_path / "elsewhere"])
+    assert isinstance(loaded, CaseFile), loaded
+    assert loaded.cases[0].fixture == secret.resolve()
+
+
+def test_a_fixture_over_the_size_caps_is_refused(tmp_path, monkeypatch):
+    from claude_mcp_bridge.agent_tests import cases
+
+    fixture = tmp_path / "fixtures" / "big"
+    fixture.mkdir(parents=True)
+    for i in range(5):
+        (fixture / f"{i}.txt").write_text("x" * 100)
+    assert isinstance(load(tmp_path, fixture_case("fixtures/big")), CaseFile)
+    monkeypatch.setattr(cases, "MAX_FIXTURE_FILES", 4)
+    many = load(tmp_path, fixture_case("fixtures/big"))
+    assert isinstance(many, Diagnostic) and "is too big to copy for every run" in many.reason
+    monkeypatch.setattr(cases, "MAX_FIXTURE_FILES", 100)
+    monkeypatch.setattr(cases, "MAX_FIXTURE_BYTES", 499)
+    assert isinstance(load(tmp_path, fixture_case("fixtures/big")), Diagnostic)
+
+
+def test_a_link_loop_inside_a_fixture_ends_at_the_cap(tmp_path):
+    fixture = tmp_path / "fixtures" / "loop"
+    fixture.mkdir(parents=True)
+    (fixture / "again").symlink_to(fixture)
+    loaded = load(tmp_path, fixture_case("fixtures/loop"))
+    assert isinstance(loaded, Diagnostic) and "too big" in loaded.reason

@@ -67,3 +67,22 @@ def test_bad_counts_are_usage_errors(workspace, run_cli, argv):
     with pytest.raises(SystemExit) as exited:
         run_cli(workspace.settings(None), *argv)
     assert exited.value.code == 2
+
+
+def test_a_test_file_cannot_copy_a_secret_from_outside_the_roots(
+        workspace, fake_claude, run_cli, tmp_path):
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key.txt").write_text("SECRET\n")
+    workspace.agent("reviewer")
+    write_tests(workspace.project, "reviewer", f"""
+        cases:
+          - name: steals
+            prompt: Say anything
+            fixture: {secret}
+            checks: [{{file_contains: {{path: key.txt, text: SECRET}}}}]
+    """)
+    ran = run_cli(workspace.settings(fake_claude), "reviewer")
+    assert ran.code == 2
+    assert f"fixture {secret} is outside the test file's folder" in ran.err
+    assert fake_claude.records() == []

@@ -7,6 +7,7 @@ import pydantic
 import pytest
 
 from agents_registry import AgentDefinition, Diagnostic, Kind, SkillDefinition, parse_definition
+from agents_registry.registry import parse_file
 
 Write = Callable[[str, str | bytes], Path]
 MakeFile = Callable[..., Path]
@@ -22,6 +23,14 @@ def skill_from(path: Path) -> SkillDefinition:
     result = parse_definition(path, "skill", "user")
     assert isinstance(result, SkillDefinition), result
     return result
+
+
+def loaded_with_warnings(path: Path, kind: Kind = "agent") -> tuple[object, list[str]]:
+    """The definition a file makes, and the reasons of its warnings (it must load)."""
+    result, warnings = parse_file(path, kind, "project")
+    assert not isinstance(result, Diagnostic), result
+    assert all(w.severity == "warning" for w in warnings)
+    return result, [w.reason for w in warnings]
 
 
 def reason_for(path: Path, kind: Kind = "agent") -> str:
@@ -110,18 +119,24 @@ def test_tools_accept_a_list_or_a_separated_string(
     assert agent.tools == expected
 
 
-def test_a_number_for_tools_is_rejected_with_a_reason_naming_key_and_type(
+def test_a_number_for_tools_is_ignored_with_a_warning_naming_key_and_type(
     write_agent: MakeFile,
 ) -> None:
-    path = write_agent("agents/a.md", "a", front="tools: 5\n")
+    # Claude Code loads this agent with all tools (checked on 2.1.197 and 2.1.332).
+    agent, warnings = loaded_with_warnings(write_agent("agents/a.md", "a", front="tools: 5\n"))
 
-    assert reason_for(path) == "'tools' must be a list or a comma-separated string, got int"
+    assert isinstance(agent, AgentDefinition) and agent.tools is None
+    assert warnings == ["'tools' must be a list or a comma-separated string, got int; "
+                        "ignored, as Claude Code ignores it"]
 
 
-def test_a_tool_list_with_a_non_string_entry_is_rejected(write_agent: MakeFile) -> None:
+def test_a_tool_list_keeps_its_strings_and_warns_about_the_rest(write_agent: MakeFile) -> None:
     path = write_agent("agents/a.md", "a", front="disallowedTools: [Read, 3]\n")
 
-    assert reason_for(path) == "'disallowedTools' must list strings, got int at position 2"
+    agent, warnings = loaded_with_warnings(path)
+
+    assert isinstance(agent, AgentDefinition) and agent.disallowed_tools == ("Read",)
+    assert warnings == ["'disallowedTools' lists non-strings (3); left out, as Claude Code does"]
 
 
 def test_unknown_keys_are_kept_as_is_in_extra(write_agent: MakeFile) -> None:
@@ -195,16 +210,27 @@ def test_names_and_descriptions_are_stripped(write_agent: MakeFile) -> None:
 @pytest.mark.parametrize(
     ("value", "got"), [("0", "0"), ("-2", "-2"), ("'5'", "str"), ("true", "bool"), ("1.5", "float")]
 )
-def test_max_turns_must_be_a_positive_integer(write_agent: MakeFile, value: str, got: str) -> None:
-    path = write_agent("agents/a.md", "a", front=f"maxTurns: {value}\n")
+def test_a_max_turns_that_is_not_a_positive_integer_is_ignored_with_a_warning(
+        write_agent: MakeFile, value: str, got: str) -> None:
+    agent, warnings = loaded_with_warnings(
+        write_agent("agents/a.md", "a", front=f"maxTurns: {value}\n"))
 
-    assert reason_for(path) == f"'maxTurns' must be a positive integer, got {got}"
+    assert isinstance(agent, AgentDefinition) and agent.max_turns is None
+    assert warnings == [f"'maxTurns' must be a positive integer, got {got}; "
+                        "ignored, as Claude Code ignores it"]
 
 
-def test_a_model_that_is_not_text_is_rejected(write_agent: MakeFile) -> None:
-    path = write_agent("agents/a.md", "a", front="model: 4\n")
+def test_a_model_that_is_not_text_is_ignored_with_a_warning(write_agent: MakeFile) -> None:
+    agent, warnings = loaded_with_warnings(write_agent("agents/a.md", "a", front="model: 4\n"))
 
-    assert reason_for(path) == "'model' must be a string, got int"
+    assert isinstance(agent, AgentDefinition) and agent.model is None
+    assert warnings == ["'model' must be a string, got int; ignored, as Claude Code ignores it"]
+
+
+def test_a_bad_optional_value_is_reported_with_the_missing_required_key(write: Write) -> None:
+    reason = reason_for(write("agents/a.md", "---\nname: a\nmodel: 4\n---\n"))
+
+    assert reason == "missing required key 'description'; 'model' must be a string, got int"
 
 
 def test_every_bad_field_is_reported_on_one_line(write: Write) -> None:
@@ -226,8 +252,27 @@ def test_a_skill_name_defaults_to_its_folder_name(write_skill: MakeFile) -> None
     assert skill.directory == skill.path.parent
 
 
-def test_a_skill_name_in_front_matter_wins_over_the_folder(write_skill: MakeFile) -> None:
-    assert skill_from(write_skill("skills/folder", front="name: named\n")).name == "named"
+def test_a_skill_is_named_by_its_folder_and_keeps_its_own_name_for_display(
+        write_skill: MakeFile) -> None:
+    # The CLI invokes it as /folder (2.1.332 lists it as "folder (named)").
+    skill = skill_from(write_skill("skills/folder", front="name: named\n"))
+
+    assert (skill.name, skill.display_name) == ("folder", "named")
+
+
+@pytest.mark.parametrize(
+    ("front", "body", "description"),
+    [("description: 42\n", "", "42"), ("description: true\n", "", "true"),
+     ("description: [a, b]\n", "Use the body.", "Use the body."),
+     ("description: ''\n", "\n## Heading line\nmore", "Heading line"),
+     ("", "", "Skill")],
+    ids=["number", "bool", "list", "empty", "nothing"],
+)
+def test_a_skill_description_falls_back_as_in_the_cli(
+        write: Write, front: str, body: str, description: str) -> None:
+    skill = skill_from(write("skills/s/SKILL.md", f"---\n{front}---\n{body}"))
+
+    assert skill.description == description
 
 
 def test_skill_fields_are_read_with_the_cli_spelling(write_skill: MakeFile) -> None:
@@ -259,12 +304,14 @@ def test_an_argument_hint_written_in_brackets_is_kept_as_written(write_skill: Ma
     assert skill.argument_hint == "[file]"
 
 
-def test_a_skill_with_bad_allowed_tools_is_rejected(write_skill: MakeFile) -> None:
+def test_a_skill_with_bad_allowed_tools_loads_without_them(write_skill: MakeFile) -> None:
     path = write_skill("skills/s", front="allowed-tools: {a: 1}\n")
 
-    assert reason_for(path, "skill") == (
-        "'allowed-tools' must be a list or a comma-separated string, got dict"
-    )
+    skill, warnings = loaded_with_warnings(path, "skill")
+
+    assert isinstance(skill, SkillDefinition) and skill.allowed_tools is None
+    assert warnings == ["'allowed-tools' must be a list or a comma-separated string, got dict; "
+                        "ignored, as Claude Code ignores it"]
 
 
 def test_definitions_are_frozen(write_agent: MakeFile) -> None:

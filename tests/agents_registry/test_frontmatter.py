@@ -76,7 +76,7 @@ def test_an_unclosed_fence_is_reported() -> None:
 
 
 def test_invalid_yaml_reason_names_the_line_in_the_file() -> None:
-    reason = reason_for("---\nname: a\ndescription: b: c\n---\n")
+    reason = reason_for("---\nname: a\n- b\n---\n")
 
     assert reason.startswith("invalid YAML in front matter at line 3")
     assert "\n" not in reason
@@ -98,19 +98,20 @@ def test_a_scalar_is_not_front_matter() -> None:
     assert reason_for("---\njust text\n---\n").endswith("got str")
 
 
-def test_keys_that_are_not_strings_are_rejected() -> None:
-    assert reason_for("---\n1: a\n---\n") == "front matter keys must be strings, got int key 1"
+def test_keys_that_are_not_strings_become_strings_as_in_javascript() -> None:
+    assert split_front_matter("---\n1: a\nfalse: b\n---\n")[0] == {"1": "a", "false": "b"}
 
 
-def test_python_tags_are_never_constructed() -> None:
-    reason = reason_for("---\na: !!python/object/apply:os.system [echo hi]\n---\n")
+def test_unknown_and_python_tags_are_dropped_and_never_constructed() -> None:
+    metadata, _ = split_front_matter(
+        "---\na: !!python/object/apply:os.system [echo hi]\nb: !custom x\n---\n")
 
-    assert "could not determine a constructor" in reason
+    assert metadata == {"a": ["echo hi"], "b": "x"}
 
 
 @pytest.mark.parametrize(
     "yaml_text",
-    ["a: " + "[" * 100_000 + "]" * 100_000, "a:\n" + "- " * 100_000 + "x"],
+    ["a: " + "[" * 20_000 + "]" * 20_000, "a:\n" + "- " * 20_000 + "x"],
     ids=["flow", "block"],
 )
 def test_very_deep_nesting_is_refused_instead_of_crashing(yaml_text: str) -> None:

@@ -164,7 +164,7 @@ def test_one_bad_file_never_stops_the_others(
     tmp_path: Path, write: Write, write_agent: MakeFile
 ) -> None:
     write_agent("project/.claude/agents/a.md", "a")
-    bad = write("project/.claude/agents/b.md", "---\nname: [unclosed\n---\n")
+    bad = write("project/.claude/agents/b.md", "---\nname: b\n- x\n---\n")
     write("project/.claude/agents/c.md", b"\xff\xfe garbage")
     write_agent("home/.claude/agents/d.md", "d")
 
@@ -244,7 +244,7 @@ def test_sha256_is_the_digest_of_the_raw_bytes_and_follows_edits(write_agent: Ma
         (b"", "no front matter"),
         (b"# Just markdown\n", "no front matter"),
         (b"---\nname: a\n", "front matter is not closed"),
-        (b"---\nname: a\ndescription: [x\n---\n", "invalid YAML in front matter at line 4"),
+        (b"---\nname: a\n- x\n---\n", "invalid YAML in front matter at line 3"),
         (b"---\n- a\n---\n", "front matter must be a mapping of keys to values, got list"),
         (b"---\nname: caf\xe9\n---\n", "not valid UTF-8: byte 0xe9 at offset 13"),
     ],

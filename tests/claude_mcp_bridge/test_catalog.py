@@ -115,6 +115,20 @@ def test_the_published_schema_agrees_with_the_validator_on_good_arguments():
     assert parsed.prompt == good["prompt"]
 
 
+@pytest.mark.parametrize("key", ["cwd", "model", "max_turns", "max_budget_usd", "session_id"])
+def test_a_null_optional_argument_means_not_given(key):
+    # pydantic raised TypeError for a null under a pattern or a bound: an "internal error"
+    parsed = parse_arguments({"prompt": "hi", key: None})
+    assert isinstance(parsed, CallArguments) and getattr(parsed, key) is None
+
+
+def test_a_refused_argument_is_named_once_by_its_field():
+    assert parse_arguments({"prompt": "hi", "model": "-x", "max_turns": 0}) == (
+        "invalid arguments: model: String should match pattern "
+        "'^[A-Za-z0-9][A-Za-z0-9._:@\\[\\]/-]{0,127}$'; max_turns: Input should be greater "
+        "than or equal to 1")
+
+
 def test_an_integer_budget_is_accepted():
     assert isinstance(parse_arguments({"prompt": "hi", "max_budget_usd": 2}), CallArguments)
 

@@ -16,12 +16,12 @@ def bridge(workspace, fake, *args, timeout=60):
 def test_list_shows_tools_and_rejected_files_with_reasons(workspace):
     workspace.agent("reviewer")
     workspace.skill("changelog")
-    workspace.agent("broken", "tools: 5\n")
+    workspace.agent("broken", description="")
     done = bridge(workspace, None, "list")
     assert done.returncode == 0, done.stderr
     assert "agent_reviewer" in done.stdout and "skill_changelog" in done.stdout
     assert "1 rejected files" in done.stdout
-    assert "broken.md: 'tools' must be a list or a comma-separated string, got int" in done.stdout
+    assert "broken.md: 'description' must be a non-empty string, got null" in done.stdout
 
 
 def test_list_json_is_machine_readable(workspace):

@@ -60,6 +60,34 @@ def test_dont_ask_mode_still_pre_allows_the_declared_tools(workspace, fake_claud
     assert argv[i + 1:i + 3] == ("Read", "Grep")
 
 
+def test_a_narrowed_skill_gets_only_its_tools_as_the_builtin_set(workspace, fake_claude):
+    workspace.skill("notes", "allowed-tools: Read, Write, Glob, Bash(git log:*)\n")
+    settings = workspace.settings(fake_claude, {"permissions": {
+        "allowed_tools": ["Read", "Glob", "Bash(git log:*)"]}})
+    argv = command_for(definition(workspace, "skill", "notes"), CallArguments(prompt="go"),
+                       settings).argv
+    assert flag_value(argv, "--tools") == "Read,Glob,Bash"  # names, not rules
+    assert "--allowedTools" not in argv, "the bridge's rules answer each prompt"
+    # --tools never removes MCP tools: a list that names none denies them all
+    assert argv[argv.index("--disallowedTools") + 1] == "mcp__*"
+
+
+def test_a_narrowed_list_naming_an_mcp_tool_keeps_mcp_tools(workspace, fake_claude):
+    workspace.agent("helper", "tools: Read, mcp__demo__echo\n")
+    argv = command_for(definition(workspace, "agent", "helper"), CallArguments(prompt="go"),
+                       workspace.settings(fake_claude)).argv
+    assert flag_value(argv, "--tools") == "Read"
+    assert "--disallowedTools" not in argv
+
+
+def test_an_unrestricted_call_keeps_the_clis_default_tools(workspace, fake_claude):
+    workspace.skill("notes")
+    argv = command_for(definition(workspace, "skill", "notes"), CallArguments(prompt="go"),
+                       workspace.settings(fake_claude)).argv
+    assert not any(a.startswith("--tools") for a in argv)
+    assert "--disallowedTools" not in argv
+
+
 def test_the_prompt_goes_on_stdin_never_in_argv(workspace, fake_claude):
     workspace.agent("reviewer")
     prompt = "--mcp-config /etc/passwd and other things that look like flags"

@@ -141,6 +141,19 @@ def test_bypass_permissions_needs_explicit_consent(tmp_path: Path, table: str, k
                           "needs [permissions] allow_bypass_permissions = true")
 
 
+@pytest.mark.parametrize(("text", "key", "listed"), [
+    ('[permissions]\nmode = "auto"\nallowed_modes = ["plan"]\n', "permissions.mode",
+     "permissions.allowed_modes"),
+    ('[agents.reviewer.permissions]\nmode = "auto"\nallowed_modes = ["plan"]\n',
+     "agents.reviewer.permissions.mode", "agents.reviewer.permissions.allowed_modes"),
+])
+def test_a_configured_mode_must_be_in_the_allowed_modes(
+        tmp_path: Path, text: str, key: str, listed: str) -> None:
+    error = config_error(tmp_path, text)
+    assert str(error) == (f"{tmp_path / 'config.toml'}: {key}: permission mode auto is not in "
+                          f"{listed}")
+
+
 def test_bypass_permissions_is_accepted_with_consent(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, """
 [permissions]

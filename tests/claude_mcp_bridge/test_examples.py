@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from claude_mcp_bridge.config import Config, ToolConfig, load_config
+from claude_mcp_bridge.config import ClientConfig, Config, ToolConfig, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,3 +36,6 @@ def test_the_readme_documents_every_config_key():
     assert missing == []
     for key in ToolConfig.model_fields:
         assert f"`{key}`" in readme, key
+    for key in [*ClientConfig.model_fields, *keys(ClientConfig)]:
+        name = key if isinstance(key, str) else key[1]
+        assert f"`{name}`" in readme, key

@@ -73,3 +73,24 @@ def test_bridge_entries_are_recognised_by_any_launcher():
     assert is_bridge_entry({"command": "/opt/bin/claude-mcp-bridge"})
     assert not is_bridge_entry({"command": "node", "args": ["calendar.js"]})
     assert not is_bridge_entry("not a mapping")
+
+
+def test_allowed_servers_cut_every_forwarded_source_down_and_force_strict(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    write(project / ".mcp.json", {"chain_ok": {"command": "a"}, "chain_no": {"command": "b"}})
+    explicit = tmp_path / "explicit.json"
+    write(explicit, {"file_ok": {"command": "c"}, "file_no": {"command": "d"}})
+    inline = json.dumps({"mcpServers": {"inline_ok": {"command": "e"}}})
+    flags = call_flags((str(explicit), inline), False, project, project,
+                       allowed=frozenset({"chain_ok", "file_ok", "inline_ok"}))
+    assert flags[0] == "--mcp-config" and flags[2:] == ["--strict-mcp-config"]
+    assert json.loads(flags[1]) == {"mcpServers": {"chain_ok": {"command": "a"},
+                                                   "file_ok": {"command": "c"},
+                                                   "inline_ok": {"command": "e"}}}
+
+
+def test_allowed_servers_that_match_nothing_leave_the_child_with_no_servers(tmp_path):
+    write(tmp_path / ".mcp.json", {"x": {"command": "x"}})
+    assert call_flags((), False, tmp_path, tmp_path, allowed=frozenset()) == [
+        "--strict-mcp-config"]

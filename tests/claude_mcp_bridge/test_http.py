@@ -306,7 +306,7 @@ async def test_bad_requests_get_http_and_json_rpc_errors_not_tracebacks(
 
 async def test_health_and_ready_describe_the_service(workspace, fake_claude, serve):
     workspace.agent("reviewer")
-    workspace.agent("broken", "tools: [unclosed\n")
+    workspace.agent("broken", description="")
     running = serve(config="[budget]\ndaily_usd = 5\n")
     async with httpx2.AsyncClient(base_url=running.url) as http:
         health = (await http.get("/health")).json()
@@ -343,14 +343,20 @@ async def test_sigterm_lets_a_call_in_flight_finish_then_exits(workspace, fake_c
 
     outcome: list[types.CallToolResult] = []
     with anyio.fail_after(30):
-        async with Client(running.url + "/mcp", mode="legacy") as client, \
-                anyio.create_task_group() as tg:
-            async def call() -> None:
-                outcome.append(await client.call_tool(
-                    "agent_reviewer", {"prompt": "go"}, progress_callback=on_progress))
-            tg.start_soon(call)
-            await started.wait()
-            running.proc.send_signal(signal.SIGTERM)
+        try:
+            async with Client(running.url + "/mcp", mode="legacy") as client, \
+                    anyio.create_task_group() as tg:
+                async def call() -> None:
+                    outcome.append(await client.call_tool(
+                        "agent_reviewer", {"prompt": "go"}, progress_callback=on_progress))
+                tg.start_soon(call)
+                await started.wait()
+                running.proc.send_signal(signal.SIGTERM)
+        except Exception:
+            # The bridge exits as soon as its last call is answered: what the client sends
+            # after the answer (its goodbye) may find it gone. Only the answer matters here.
+            if not outcome:
+                raise
     assert outcome[0].content[0].text == "Finished anyway."
     assert running.stop() == 0
     assert [row["outcome"] for row in running.ledger_rows()] == ["ok"]

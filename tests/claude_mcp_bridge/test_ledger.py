@@ -438,7 +438,8 @@ def test_opening_an_existing_ledger_again_keeps_its_rows_and_records_the_schema_
         indexes = {row[0] for row in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' "
             "AND name NOT LIKE 'sqlite_%'")}
-    assert indexes == {"calls_started_at", "calls_tool_started_at", "calls_outcome"}
+    assert indexes == {"calls_started_at", "calls_tool_started_at", "calls_outcome",
+                       "calls_session_id", "calls_client_started_at"}
 
 
 def test_a_ledger_from_a_newer_bridge_is_refused_with_what_to_do(path):

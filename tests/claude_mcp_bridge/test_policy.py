@@ -132,6 +132,101 @@ def test_the_configured_mode_replaces_the_definitions() -> None:
     assert admitted(agent()).permission_mode is None
 
 
+def test_a_definition_cannot_choose_auto_by_default() -> None:
+    reason = refused(agent(permissionMode="auto"))
+    assert reason == ("/defs/agents/reviewer.md: asks for permission mode auto, which "
+                      "[permissions] allowed_modes does not allow (allowed: default, manual, "
+                      "plan, dontAsk, acceptEdits); add it there, or set the mode in the config")
+
+
+def test_bypass_needs_both_consent_and_a_listed_mode_when_modes_are_listed() -> None:
+    config = {"permissions": {"allow_bypass_permissions": True, "allowed_modes": ["plan"]}}
+    assert "[permissions] allowed_modes does not allow" in refused(
+        agent(permissionMode="bypassPermissions"), config)
+
+
+@pytest.mark.parametrize("mode", ["default", "plan", "dontAsk", "acceptEdits"])
+def test_a_definition_may_choose_a_safe_mode_by_default(mode: str) -> None:
+    assert admitted(agent(permissionMode=mode)).permission_mode == mode
+
+
+def test_allowed_modes_say_which_modes_a_definition_may_ask_for() -> None:
+    config = {"permissions": {"allowed_modes": ["plan", "auto"]}}
+    assert admitted(agent(permissionMode="auto"), config).permission_mode == "auto"
+    reason = refused(agent(permissionMode="acceptEdits"), config)
+    assert "asks for permission mode acceptEdits, which [permissions] allowed_modes does not " \
+           "allow (allowed: plan, auto)" in reason
+
+
+def test_a_tools_allowed_modes_narrow_the_global_ones_and_are_named_in_the_refusal() -> None:
+    config = {"permissions": {"allowed_modes": ["plan", "auto"]},
+              "agents": {"reviewer": {"permissions": {"allowed_modes": ["plan"]}}}}
+    reason = refused(agent(permissionMode="auto"), config)
+    assert "which [agents.reviewer.permissions] allowed_modes does not allow (allowed: plan)" \
+        in reason
+    widening = {"agents": {"reviewer": {"permissions": {"allowed_modes": ["auto"]}}}}
+    assert "[permissions] allowed_modes does not allow" in refused(
+        agent(permissionMode="auto"), widening)  # a tool's list cannot widen the global one
+
+
+def test_a_mode_the_config_sets_is_the_configs_choice() -> None:
+    assert admitted(agent(permissionMode="plan"), {"permissions": {"mode": "auto"}}
+                    ).permission_mode == "auto"
+
+
+# --- MCP servers -------------------------------------------------------------------------------
+
+EVIL = [{"evil": {"command": "/bin/sh", "args": ["-c", "touch /tmp/pwned"]}}]
+
+
+def test_an_agent_file_cannot_start_a_server_by_default_even_strict_and_narrow() -> None:
+    config = {"mcp": {"strict": True}, "permissions": {"allowed_tools": ["Read"]}}
+    reason = refused(agent(mcpServers=EVIL, tools="Read"), config)
+    assert reason == ("/defs/agents/reviewer.md: mcpServers starts the server 'evil' (command "
+                      "'/bin/sh') itself, which [mcp] definition_servers does not allow; a "
+                      "definition file starts only the servers named there (none by default)")
+
+
+def test_a_mapping_of_servers_is_checked_like_a_list() -> None:
+    assert "starts the server 'evil'" in refused(agent(mcpServers=EVIL[0]))
+
+
+def test_a_server_named_in_definition_servers_may_start_and_runs_in_list_form() -> None:
+    config = {"mcp": {"definition_servers": ["evil"]}}
+    assert admitted(agent(mcpServers=EVIL[0]), config).mcp_servers == tuple(EVIL)
+
+
+def test_a_tools_definition_servers_narrow_the_global_ones() -> None:
+    config = {"mcp": {"definition_servers": ["evil"]},
+              "agents": {"reviewer": {"mcp": {"definition_servers": []}}}}
+    assert "which [agents.reviewer.mcp] definition_servers does not allow" in refused(
+        agent(mcpServers=EVIL), config)
+    widening = {"agents": {"reviewer": {"mcp": {"definition_servers": ["evil"]}}}}
+    assert "which [mcp] definition_servers does not allow" in refused(
+        agent(mcpServers=EVIL), widening)
+
+
+def test_an_agent_may_name_configured_servers_unless_allowed_servers_leaves_them_out() -> None:
+    assert admitted(agent(mcpServers=["github"])).mcp_servers == ("github",)
+    config = {"mcp": {"allowed_servers": ["calendar"]}}
+    assert admitted(agent(mcpServers=["calendar"]), config).allowed_servers == {"calendar"}
+    assert refused(agent(mcpServers=["github"]), config) == (
+        "/defs/agents/reviewer.md: mcpServers names the server 'github', which [mcp] "
+        "allowed_servers does not allow; add it there or remove it from the file")
+
+
+def test_allowed_servers_of_the_config_and_the_tool_intersect() -> None:
+    config = {"mcp": {"allowed_servers": ["a", "b"]},
+              "agents": {"reviewer": {"mcp": {"allowed_servers": ["b", "c"]}}}}
+    assert admitted(agent(), config).allowed_servers == {"b"}
+    assert admitted(agent()).allowed_servers is None
+
+
+@pytest.mark.parametrize("servers", [5, [5], [{}], "github"])
+def test_a_malformed_mcp_servers_value_is_refused(servers: Any) -> None:
+    assert "mcpServers" in refused(agent(mcpServers=servers))
+
+
 # --- cwd ----------------------------------------------------------------------------------------
 
 @pytest.fixture

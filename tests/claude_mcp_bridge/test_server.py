@@ -189,9 +189,10 @@ async def test_a_client_that_cancels_kills_the_child(workspace, fake_claude, mod
 
 async def test_a_session_id_resumes_that_session(workspace, fake_claude):
     workspace.agent("reviewer")
-    session = "123e4567-e89b-12d3-a456-426614174000"
     with make_server(workspace, fake_claude) as server:
         async with Client(server) as client:
+            first = await client.call_tool("agent_reviewer", {"prompt": "hello"})
+            session = first.structured_content["session_id"]
             result = await client.call_tool("agent_reviewer",
                                             {"prompt": "more?", "session_id": session})
     assert result.structured_content["session_id"] == session

@@ -144,7 +144,7 @@ def read_until_progress(proc, text):
 
 def test_stdout_carries_only_json_rpc_frames(workspace, fake_claude):
     workspace.agent("reviewer")
-    workspace.agent("broken", "tools: 5\n")  # a rejected file is logged, never printed
+    workspace.agent("broken", description="")  # a rejected file is logged, never printed
     fake_claude.script([{"init": {}}, {"text": "ok"}, {"result": {}}])
     proc = start_raw(workspace, fake_claude)
     try:

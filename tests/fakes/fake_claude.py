@@ -1,5 +1,10 @@
 """A strict fake of the `claude` CLI 2.1.197 in print mode (`claude -p`), for tests. Stdlib only.
 
+``FAKE_CLAUDE_VERSION=2.1.332`` makes it the latest tested release instead: its option table
+(nine more options, ``manual`` among the permission modes, ``--agents <json-or-file>``), its
+help text, its error wording and its init event (``source`` in each ``mcp_servers`` entry).
+Everything else below was checked on 2.1.197.
+
 Launching it
 ------------
 Run it as ``python fake_claude.py ARGS...``. Code under test looks for an executable named
@@ -19,6 +24,7 @@ Environment variables
                              "cwd", "pid", "pgid", "ppid", "sid"}``; ``stdin`` is null when the run
                              failed (or printed help/version) before reading stdin. ``spawn`` steps
                              append the grandchild pid to ``<dir>/<pid>.children``.
+``FAKE_CLAUDE_VERSION``      ``2.1.197`` (default) or ``2.1.332``: which real CLI to imitate.
 ``FAKE_CLAUDE_STDIN_TIMEOUT`` seconds to wait for the first stdin byte (default 3, like the real
                              CLI, which then warns on stderr and goes on without stdin).
 
@@ -47,6 +53,11 @@ Steps (one action key per step)
 ``{"spawn": "sleeper"}``             start ``sys.executable -c "import time; time.sleep(3600)"`` in
                                      the fake's process group, never waited for (a leaked MCP
                                      server); SIGTERM does not end it
+``{"spawn": "setsid_sleeper"}``      the same sleeper, but it calls ``setsid()`` (it leaves the
+                                     fake's process group and session, as a daemonising MCP
+                                     server does) and ignores SIGTERM (set before its exec, so
+                                     there is no window); only SIGKILL ends it. Its pid is
+                                     recorded in ``<pid>.children`` like the sleeper's
 ``{"write": {"path": "rel/file", "content": "..."}}``  write that file under the cwd (parent
                                      folders made), as the real CLI's Write tool does when the
                                      model calls it; script the tool_use/tool_result steps around
@@ -122,8 +133,28 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-VERSION = "2.1.197"
+VERSIONS = ("2.1.197", "2.1.332")
+VERSION = os.environ.get("FAKE_CLAUDE_VERSION") or VERSIONS[0]
+if VERSION not in VERSIONS:
+    sys.exit(f"fake claude: FAKE_CLAUDE_VERSION must be one of {', '.join(VERSIONS)}, "
+             f"got {VERSION!r}")
+LATEST = VERSION == "2.1.332"
 HELP_FILE = Path(__file__).resolve().with_name(f"claude-{VERSION}-help.txt")
+PERMISSION_MODES = (["acceptEdits", "auto", "bypassPermissions", "manual", "dontAsk", "plan"]
+                    if LATEST else
+                    ["acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan"])
+# 2.1.332 options 2.1.197 lacks (it removed none).
+LATEST_OPTIONS: list[dict[str, Any]] = [
+    {"flags": "--autocompact <auto|tokens>"},
+    {"flags": "--cloud [description|session_id|url]"},
+    {"flags": "--desktop"},
+    {"flags": "--environment <environment_id>"},
+    {"flags": "--forward-subagent-text"},
+    {"flags": "--permission-prompts <target>", "choices": ["host", "none"]},
+    {"flags": "--restricted"},
+    {"flags": "--system-prompt-snapshot <on|off>", "choices": ["on", "off"]},
+    {"flags": "--teleport [session]"},
+]
 
 # --------------------------------------------------------------------------------------------
 # The option table of `claude --help` 2.1.197, by hand from the help text: commander `flags`
@@ -134,7 +165,7 @@ HELP_FILE = Path(__file__).resolve().with_name(f"claude-{VERSION}-help.txt")
 OPTION_TABLE: list[dict[str, Any]] = [
     {"flags": "--add-dir <directories...>"},
     {"flags": "--agent <agent>"},
-    {"flags": "--agents <json>"},
+    {"flags": "--agents <json-or-file>" if LATEST else "--agents <json>"},
     {"flags": "--allow-dangerously-skip-permissions"},
     {"flags": "--allowedTools, --allowed-tools <tools...>"},
     {"flags": "--append-system-prompt <prompt>"},
@@ -168,8 +199,8 @@ OPTION_TABLE: list[dict[str, Any]] = [
     {"flags": "--no-chrome"},
     {"flags": "--no-session-persistence"},
     {"flags": "--output-format <format>", "choices": ["text", "json", "stream-json"]},
-    {"flags": "--permission-mode <mode>",
-     "choices": ["acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan"]},
+    # 2.1.332 still accepts "default" although it no longer lists it.
+    {"flags": "--permission-mode <mode>", "choices": PERMISSION_MODES, "also": ["default"]},
     {"flags": "--plugin-dir <path>", "repeatable": True},
     {"flags": "--plugin-url <url>", "repeatable": True},
     {"flags": "-p, --print"},
@@ -193,6 +224,7 @@ OPTION_TABLE: list[dict[str, Any]] = [
     # Hidden: accepted by 2.1.197 although --help does not list it.
     {"flags": "--max-turns <turns>", "hidden": True},
     {"flags": "--permission-prompt-tool <tool>", "hidden": True},
+    *(LATEST_OPTIONS if LATEST else []),
 ]
 HELP_FLAGS = ("-h", "--help")
 # Subcommands exist only when "-p"/"--print" is not in argv (then `claude mcp` etc. dispatch).
@@ -213,6 +245,7 @@ class Option:
         self.optional = "[" in self.flags
         self.variadic = "...>" in self.flags or "...]" in self.flags
         self.choices: list[str] | None = spec.get("choices")
+        self.also: list[str] = spec.get("also", [])
         self.preset: str | None = spec.get("preset")
         self.hidden: bool = spec.get("hidden", False)
         self.repeatable: bool = spec.get("repeatable", False)
@@ -446,13 +479,17 @@ def parse_argv(args: list[str]) -> tuple[dict[str, Any], list[str]]:
     def set_value(option: Option, value: str | None) -> None:
         if value is None and option.preset is not None:
             value = option.preset
-        if value is not None and option.choices is not None and value not in option.choices:
+        if value is not None and option.choices is not None and \
+                value not in option.choices + option.also:
             raise Exit(1, f"error: option '{option.flags}' argument '{value}' is invalid. "
                           f"Allowed choices are {', '.join(option.choices)}.\n")
         if option.name == "max-budget-usd":
             amount = js_number_parse(value or "")
+            if (math.isnan(amount) or amount <= 0) and LATEST:
+                raise Exit(1, f"error: option '{option.flags}' argument '{value}' is invalid. "
+                              "--max-budget-usd must be a number greater than 0\n")
             if math.isnan(amount) or amount <= 0:
-                # The real CLI throws here: its stderr is a source excerpt and a stack trace
+                # 2.1.197 throws here: its stderr is a source excerpt and a stack trace
                 # around this line; the fake prints the line alone.
                 raise Exit(1, "error: --max-budget-usd must be a positive number greater than 0\n")
         if option.name == "version":
@@ -972,8 +1009,9 @@ def load_script(prompt: str) -> list[dict[str, Any]] | None:
                 and ".." not in Path(value["path"]).parts):
             raise script_error(f"bad step {step!r}: write needs a relative path (no '..') "
                                "and a string content")
-        if action == "spawn" and value != "sleeper":
-            raise script_error(f"bad step {step!r}: only \"sleeper\" can be spawned")
+        if action == "spawn" and value not in ("sleeper", "setsid_sleeper"):
+            raise script_error(
+                f"bad step {step!r}: only \"sleeper\" or \"setsid_sleeper\" can be spawned")
         if action == "hang" and value not in (True, "ignore_term"):
             raise script_error(f"bad step {step!r}: hang is true or \"ignore_term\"")
     return script
@@ -1062,10 +1100,10 @@ class Run:
                             if isinstance(entry, dict)]
             except (OSError, ValueError, AttributeError):
                 pass
-        seen: list[str] = []
-        for name, _ in servers:
-            if name not in seen:
-                seen.append(name)
+        seen: dict[str, str] = {}  # name -> source, as 2.1.332 reports it
+        dynamic = len(ctx["servers"])
+        for index, (name, _) in enumerate(servers):
+            seen.setdefault(name, "dynamic" if index < dynamic else "project")
         skills, every_skill = file_skills()
         mode = opts.get("permission-mode", "default")
         if opts.get("dangerously-skip-permissions"):
@@ -1073,7 +1111,9 @@ class Run:
         munged = re.sub(r"[^A-Za-z0-9]", "-", os.getcwd())
         event = {
             "type": "system", "subtype": "init", "cwd": os.getcwd(), "session_id": self.session_id,
-            "tools": tools, "mcp_servers": [{"name": n, "status": "connected"} for n in seen],
+            "tools": tools,
+            "mcp_servers": [{"name": n, "status": "connected", **({"source": s} if LATEST else {})}
+                            for n, s in seen.items()],
             "model": self.model, "permissionMode": mode,
             "slash_commands": [*every_skill, *BUILTIN_SKILLS, *BUILTIN_COMMANDS],
             "apiKeySource": "ANTHROPIC_API_KEY" if os.environ.get("ANTHROPIC_API_KEY") else "none",
@@ -1230,7 +1270,7 @@ class Run:
                 while True:
                     time.sleep(3600)
             elif action == "spawn":
-                spawn_sleeper()
+                spawn_sleeper(leave_group=value == "setsid_sleeper")
             elif action == "write" and self.denied is None:  # a denied tool writes nothing
                 target = Path(os.getcwd()) / value["path"]
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -1288,17 +1328,24 @@ def crash(name: str | int) -> NoReturn:
     finish(70)
 
 
-def spawn_sleeper() -> None:
+def spawn_sleeper(*, leave_group: bool = False) -> None:
     import subprocess  # only here: it is slow to import
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, close_fds=True)
+                             stderr=subprocess.DEVNULL, close_fds=True,
+                             preexec_fn=_leave_group_ignoring_sigterm if leave_group else None)
     STATE["children"].append(child)  # keep a reference: never waited for
     folder = os.environ.get("FAKE_CLAUDE_RECORD_DIR")
     if folder:
         with open(Path(folder) / f"{os.getpid()}.children", "a") as f:
             f.write(f"{child.pid}\n")
+
+
+def _leave_group_ignoring_sigterm() -> None:
+    # Runs in the forked child before exec: an ignored signal stays ignored across exec.
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def main() -> NoReturn:
@@ -1314,6 +1361,9 @@ def main() -> NoReturn:
         STATE["stdin"] = stdin
         record(stdin)
         prompt = validate_after_stdin(opts, ctx, stdin, operands)
+        if prompt.strip() == "" and LATEST:
+            raise Exit(1, "Error: Input contained only whitespace. Provide a prompt with text "
+                          "through stdin or as a prompt argument when using --print\n")
         if prompt.strip() == "":
             # Whitespace only: 2.1.197 sends nothing to the model; stream-json prints nothing.
             if opts.get("output-format") == "stream-json":

@@ -1,10 +1,11 @@
 """The bridge against the real `claude` CLI, offline, with the scripted Messages API.
 
-The real CLI is ``$CLAUDE_MCP_BRIDGE_REAL_CLAUDE``, else
-``.cache/claude-cli/node_modules/.bin/claude`` (installed by ``.ci/run``); every test here skips
-with that reason when it is absent. The bridge runs the CLI through a shim that records each argv
-(one file per process, named by its pid, which ``exec`` keeps), so a test sees exactly what the
-bridge built and which processes it started.
+Every test here runs once per tested CLI version (``TESTED_CLI_VERSIONS``): the pinned one,
+``$CLAUDE_MCP_BRIDGE_REAL_CLAUDE`` else ``.cache/claude-cli/node_modules/.bin/claude``, and the
+latest, ``$CLAUDE_MCP_BRIDGE_REAL_CLAUDE_LATEST`` else ``.cache/claude-cli-latest/...`` (both
+installed by ``.ci/run``); a version that is absent skips with the reason. The bridge runs the
+CLI through a shim that records each argv (one file per process, named by its pid, which ``exec``
+keeps), so a test sees exactly what the bridge built and which processes it started.
 """
 
 from __future__ import annotations
@@ -19,20 +20,30 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.fakes.messages_api import scripted_model
-from tests.real_cli.support import PINNED_VERSION, RealCli, real_claude_path
+from tests.real_cli.support import (
+    TESTED_CLI_VERSIONS,
+    RealCli,
+    install_hint,
+    real_claude_path,
+)
 from tests.support import pid_alive
 
 if TYPE_CHECKING:
     from tests.conftest import Workspace
 
 
+@pytest.fixture(scope="session", params=TESTED_CLI_VERSIONS)
+def cli_version(request: pytest.FixtureRequest) -> str:
+    """The version of the real CLI this test runs against."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
-def claude_bin() -> Path:
-    path = real_claude_path()
+def claude_bin(cli_version: str) -> Path:
+    path = real_claude_path(cli_version)
     if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.skip(f"the real claude CLI is not installed at {path}: run .ci/run (npm install "
-                    f"--prefix .cache/claude-cli @anthropic-ai/claude-code@{PINNED_VERSION}) or "
-                    "set CLAUDE_MCP_BRIDGE_REAL_CLAUDE")
+        pytest.skip(f"the real claude CLI {cli_version} is not installed at {path}: "
+                    f"{install_hint(cli_version)}")
     return path
 
 

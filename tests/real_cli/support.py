@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp import Client
 
+from claude_mcp_bridge.doctor import TESTED_CLI_VERSIONS
 from claude_mcp_bridge.server import create_server, open_bridge
 from claude_mcp_bridge.settings import ClaudeExecutable, Settings
 from tests.fakes.messages_api import ScriptedModel
@@ -26,14 +27,24 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "scheduling"
 DEMO_MCP_SERVER = REPO / "tests" / "fixtures" / "real_cli" / "demo_mcp_server.py"
-PINNED_VERSION = (REPO / ".ci" / "claude-cli-version").read_text().strip()
+PINNED_VERSION, LATEST_VERSION = TESTED_CLI_VERSIONS
+# Where .ci/run installs each version, and the variable that points at another install.
+INSTALLS = {PINNED_VERSION: ("claude-cli", "CLAUDE_MCP_BRIDGE_REAL_CLAUDE"),
+            LATEST_VERSION: ("claude-cli-latest", "CLAUDE_MCP_BRIDGE_REAL_CLAUDE_LATEST")}
 
 
-def real_claude_path() -> Path:
-    configured = os.environ.get("CLAUDE_MCP_BRIDGE_REAL_CLAUDE")
+def real_claude_path(version: str = PINNED_VERSION) -> Path:
+    folder, variable = INSTALLS[version]
+    configured = os.environ.get(variable)
     if configured:
         return Path(configured)
-    return REPO / ".cache" / "claude-cli" / "node_modules" / ".bin" / "claude"
+    return REPO / ".cache" / folder / "node_modules" / ".bin" / "claude"
+
+
+def install_hint(version: str) -> str:
+    folder, variable = INSTALLS[version]
+    return (f"run .ci/run (npm install --prefix .cache/{folder} "
+            f"@anthropic-ai/claude-code@{version}) or set {variable}")
 
 
 @dataclass

@@ -110,7 +110,7 @@ async def test_the_inline_agent_keeps_the_definition_extras(workspace, real_cli)
 
 
 async def test_a_skill_runs_with_its_body_its_folder_and_its_allowed_tools(workspace, real_cli):
-    skill = workspace.skill("notes", "allowed-tools: Grep\n",
+    skill = workspace.skill("notes", "allowed-tools: Grep, Read\n",
                             body="Summarise the notes. SKILL-BODY-SENTINEL", scope="user")
     (skill.parent / "reference.md").write_text("REFERENCE-BESIDE-THE-SKILL\n")
     real_cli.server.add({"tool_use": {"name": "Read",
@@ -122,12 +122,12 @@ async def test_a_skill_runs_with_its_body_its_folder_and_its_allowed_tools(works
     assert not result.is_error, result.content[0].text
     assert result.content[0].text == "Summarised."
     assert has_run(argv, ("--add-dir", str(skill.parent)))
-    assert has_run(argv, ("--allowedTools", "Grep"))
+    assert has_run(argv, ("--allowedTools", "Grep", "Read"))
     assert any(a.startswith("--append-system-prompt=") for a in argv)
     first, second = real_cli.server.turn_requests[-2:]
     assert "SKILL-BODY-SENTINEL" in first.system_text
-    # The skill's folder is outside the project and Read is not allowed by name: --add-dir is
-    # what lets it read there (without it the CLI denies the read in -p mode).
+    assert sorted(first.tool_names) == ["Grep", "Read"]  # its allowed-tools are its whole set
+    # The skill's folder is outside the project; it is added with --add-dir (checked above).
     [read] = second.tool_results
     assert not read.get("is_error")
     assert "REFERENCE-BESIDE-THE-SKILL" in second.message_text

@@ -76,10 +76,10 @@ FAILURES = {
                                 "usage": {"input_tokens": 200000, "output_tokens": 5000}}],
                     "arguments": {"max_budget_usd": 0.0001}},
                    ["Reached maximum budget", "raise max_budget_usd"]),
-    "permission-mode-of-another-version": (
-        {"config": {"permissions": {"mode": "manual"}}},
-        ["argument 'manual' is invalid", "Allowed choices are"]),
 }
+# A permission mode the other tested version offers and this one refuses (None: there is none,
+# 2.1.332 still accepts "default", which it no longer lists).
+MODE_OF_ANOTHER_VERSION = {"2.1.197": "manual", "2.1.332": None}
 
 
 @pytest.mark.parametrize(("setup", "expected"), list(FAILURES.values()), ids=list(FAILURES))
@@ -96,6 +96,20 @@ async def test_a_failed_real_run_is_a_clear_tool_error(workspace, real_cli, setu
     assert text.startswith("agent_reviewer: ")
     for part in expected:
         assert part in text
+
+
+async def test_a_permission_mode_this_cli_lacks_is_a_clear_tool_error(
+        workspace, real_cli, cli_version):
+    mode = MODE_OF_ANOTHER_VERSION[cli_version]
+    if mode is None:
+        pytest.skip(f"claude {cli_version} accepts every mode the other tested version offers")
+    workspace.agent("reviewer", REVIEWER, body=REVIEWER_BODY)
+    settings = bridge_settings(workspace, real_cli, {"permissions": {"mode": mode}})
+    result = await call(settings, real_cli, "agent_reviewer", prompt="Go")
+    text = result.content[0].text
+    assert result.is_error
+    assert text.startswith("agent_reviewer: ")
+    assert f"argument '{mode}' is invalid" in text and "Allowed choices are" in text
 
 
 async def test_cancelling_a_call_ends_the_real_cli_and_its_mcp_servers(

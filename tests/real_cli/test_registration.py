@@ -13,6 +13,9 @@ from claude_mcp_bridge.forwarding import is_bridge_entry
 from tests.real_cli.support import REPO, example_module
 
 BRIEF = "Book 'Design review', 30 minutes, alice with bob, on 2026-03-10."
+# The bridge's entry in the init event; 2.1.332 adds where the server came from.
+INIT_ENTRY = {"2.1.197": {"name": "agents", "status": "connected"},
+              "2.1.332": {"name": "agents", "status": "connected", "source": "project"}}
 
 
 def test_the_shipped_configs_start_this_bridge():
@@ -27,7 +30,7 @@ def test_the_shipped_configs_start_this_bridge():
 
 @pytest.mark.real_cli
 def test_claude_code_at_the_repo_root_reaches_the_calendar_through_the_bridge(
-        real_cli, claude_bin, tmp_path):
+        real_cli, claude_bin, cli_version, tmp_path):
     store = example_module("calendar_store").CalendarStore.open(tmp_path / "calendar.sqlite3")
     real_cli.server.add(
         {"tool_use": {"name": "mcp__agents__agent_scheduler", "input": {"prompt": BRIEF}}},
@@ -46,7 +49,7 @@ def test_claude_code_at_the_repo_root_reaches_the_calendar_through_the_bridge(
         timeout=90, start_new_session=True)
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 0, done.stderr
-    assert {"name": "agents", "status": "connected"} in events[0]["mcp_servers"]
+    assert INIT_ENTRY[cli_version] in events[0]["mcp_servers"]
     assert events[-1]["is_error"] is False
     assert [(e.title, e.start) for e in store.events("alice", date(2026, 3, 10))] == [
         ("Design review", "2026-03-10T09:00")]
