@@ -185,3 +185,25 @@ async def test_a_client_without_elicitation_gets_the_fallback_denial(
     assert not (workspace.project / "made.txt").exists()
     assert rows[0]["decider"] == "fallback"
     assert result.structured_content["permission_denials"][0]["tool_name"] == "Bash"
+
+
+async def test_a_sandboxed_call_where_the_sandbox_cannot_run_is_refused(
+        workspace, fake_claude, monkeypatch, tmp_path):
+    from claude_mcp_bridge import sandbox
+    from claude_mcp_bridge.outcomes import Refusal
+    from tests.support import path_without
+
+    monkeypatch.setenv("PATH", path_without("bwrap", tmp_path))
+    sandbox.problem.cache_clear()
+    try:
+        with bridge_for(workspace, fake_claude, {"sandbox": {"enabled": True}}) as bridge:
+            async def quiet(message: str) -> None:
+                pass
+            refused = await bridge.call("agent_builder", {"prompt": "build"}, Progress(quiet),
+                                        "test")
+    finally:
+        sandbox.problem.cache_clear()
+    assert isinstance(refused, Refusal)
+    assert "agent_builder must run sandboxed" in refused.message
+    assert "the sandbox needs bwrap" in refused.message
+    assert not fake_claude.records(), "nothing ran"
