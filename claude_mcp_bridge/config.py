@@ -202,7 +202,7 @@ class CatalogConfig(_Section):
     mode: Literal["tools", "router", "both"] = "tools"
     """tools: one tool per agent and skill; router: find_agent + run_agent; both."""
     jobs: bool | None = None
-    """Publish job_start, job_status, job_result and job_cancel (start-and-poll calls);
+    """Publish job_start, job_status, job_result, job_cancel and job_approve (start-and-poll calls);
     unset: yes, except in router mode, which keeps the catalog to two tools."""
     test_tool: bool | None = None
     """Publish test_agent (run an agent's test cases); unset: as ``jobs``."""
