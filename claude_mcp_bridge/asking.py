@@ -3,8 +3,8 @@
 2025 era: the question goes to the client as ``elicitation/create`` while the call's
 request is open, the child paused on its prompt. A client that did not declare
 elicitation cannot be asked: ``ask`` returns None and the configured fallback decides.
-The 2026-07-28 era (``InputRequiredResult`` round trip) is not wired yet: there the
-client cannot be asked either, and the fallback decides.
+In the 2026-07-28 era a call is parked instead and its questions are ``InputRequiredResult``
+round trips (``rounds.py``); a call that is not parked there gets the fallback.
 """
 
 from __future__ import annotations
@@ -39,11 +39,19 @@ class SessionApprover:
     def __init__(self, ctx: ServerRequestContext[Any]) -> None:
         self._ctx = ctx
 
-    def can_ask(self) -> bool:
-        if self._ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            return False
+    @property
+    def modern(self) -> bool:
+        """The 2026-07-28 era: no back channel; questions are round trips (``rounds.py``)."""
+        return self._ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    @property
+    def declares_elicitation(self) -> bool:
+        """The client can show a form (2025: its initialize; 2026: each request's envelope)."""
         capabilities = self._ctx.session.client_capabilities
         return capabilities is not None and capabilities.elicitation is not None
+
+    def can_ask(self) -> bool:
+        return not self.modern and self.declares_elicitation
 
     async def ask(self, question: Question) -> Answer | None:
         if not self.can_ask():

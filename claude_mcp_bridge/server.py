@@ -8,7 +8,8 @@ register their handlers once, when the server is created; a call is a table look
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -34,6 +35,7 @@ from .jobs import JobBoard
 from .notifier import Notifier
 from .outcomes import Refusal, Reply
 from .progress import Progress
+from .rounds import Parked, RoundTrips, parked_progress
 from .router import Router, find_agent, resolve, router_for
 from .usage import USAGE_URI, tool_history, usage_resource
 
@@ -84,6 +86,7 @@ class BridgeServer(_BridgeServer):
     def __init__(self, bridge: Bridge, jobs: JobBoard | None) -> None:
         self.bridge = bridge
         self.notifier = Notifier()
+        self.rounds = RoundTrips()
         self._handlers: dict[str, Handler] = {}
         self._extra_tools: list[types.Tool] = []
         self._register_features(jobs)
@@ -98,6 +101,7 @@ class BridgeServer(_BridgeServer):
             on_read_resource=self._read_resource,
             on_list_resource_templates=_list_resource_templates,
             on_subscriptions_listen=ListenHandler(self.notifier.bus),
+            lifespan=_lifespan,
         )
         self.add_notification_handler("notifications/initialized", types.NotificationParams,
                                       self._on_initialized)
@@ -169,9 +173,20 @@ class BridgeServer(_BridgeServer):
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         arguments = dict(params.arguments or {})
-        handler = self._handlers.get(params.name, _definition_handler(self.bridge))
+        handler = self._handlers.get(params.name)
+        if params.request_state is not None:  # 2026 era: a retry with the person's answer
+            resumed = await self.rounds.resume(params, ctx.session, client_of(ctx))
+            if resumed is None:
+                raise MCPError(code=types.INVALID_PARAMS, message="unknown or expired "
+                               "request_state; call the tool again")
+            return resumed
+        asking = SessionApprover(ctx)
+        if handler is None and self.rounds.available and asking.modern and \
+                asking.declares_elicitation and self.bridge.catalog.get(params.name) is not None:
+            return await self._parked_call(ctx, params.name, arguments)
+        handler = handler or _definition_handler(self.bridge)
         try:
             return to_call_tool_result(await handler(ctx, params.name, arguments))
         except UnknownToolError as exc:
@@ -181,6 +196,23 @@ class BridgeServer(_BridgeServer):
             logger.exception("call %s failed inside the bridge", params.name)
             return to_call_tool_result(Reply.refused(
                 params.name, "internal error in the bridge; see its log (stderr)"))
+
+    async def _parked_call(self, ctx: ServerRequestContext[Any], name: str,
+                           arguments: dict[str, Any]
+                           ) -> types.CallToolResult | types.InputRequiredResult:
+        """A definition's call in the 2026 era: parked, so its questions are round trips."""
+        async def run(parked: Parked) -> Reply:
+            try:
+                finished = await self.bridge.call(name, arguments, parked_progress(parked),
+                                                  str(caller_of(ctx)), None, client_of(ctx),
+                                                  parked)
+            except Exception:
+                logger.exception("call %s failed inside the bridge", name)
+                return Reply.refused(name, "internal error in the bridge; see its log (stderr)")
+            return Reply.refused(name, finished) if isinstance(finished, Refusal) \
+                else finished.reply()
+        linger = self.bridge.settings.config.permissions.ask_timeout_s
+        return await self.rounds.start(run, ctx.session, client_of(ctx), linger)
 
     async def _read_resource(
         self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
@@ -316,6 +348,14 @@ def session_progress(session: Any) -> Progress:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             logger.debug("progress not delivered: the client is gone")
     return Progress(say)
+
+
+@asynccontextmanager
+async def _lifespan(server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+    """Parked calls (2026-era round trips) run in the server's own task group."""
+    assert isinstance(server, BridgeServer)
+    async with server.rounds.running():
+        yield {}
 
 
 def to_call_tool_result(reply: Reply) -> types.CallToolResult:

@@ -207,3 +207,53 @@ async def test_a_sandboxed_call_where_the_sandbox_cannot_run_is_refused(
     assert "agent_builder must run sandboxed" in refused.message
     assert "the sandbox needs bwrap" in refused.message
     assert not fake_claude.records(), "nothing ran"
+
+
+# -- the 2026-07-28 era: InputRequiredResult round trips --------------------------------------
+
+
+@pytest.mark.parametrize(("decision", "made"), [("allow_once", True), ("deny", False)])
+async def test_a_2026_client_answers_through_the_input_required_round_trip(
+        workspace, fake_claude, decision, made):
+    import mcp_types as types
+    from mcp import Client
+
+    from claude_mcp_bridge.server import create_server
+
+    asked: list[str] = []
+    paused: list[bool] = []
+
+    async def person(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        # the child is paused on its prompt while the person thinks: nothing written yet
+        paused.append(not (workspace.project / "made.txt").exists())
+        return types.ElicitResult(action="accept", content={"decision": decision,
+                                                            "reason": "not now"})
+
+    with bridge_for(workspace, fake_claude, {"rules": [{"tool": "Bash", "decision": "ask"}]}
+                    ) as bridge:
+        async with Client(create_server(bridge), elicitation_callback=person) as client:
+            assert client.protocol_version == "2026-07-28"
+            with anyio.fail_after(20):
+                result = await client.call_tool("agent_builder", {"prompt": "build"})
+        rows = decided(bridge)
+    assert not result.is_error, result
+    assert asked and "builder wants to run Bash: `touch made.txt`" in asked[0]
+    assert paused == [True]
+    assert (workspace.project / "made.txt").exists() is made
+    assert rows[0]["decider"] == "person"
+    assert rows[0]["decision"] == ("allow" if made else "deny")
+
+
+async def test_a_2026_retry_with_an_unknown_request_state_is_refused(workspace, fake_claude):
+    import mcp_types as types
+    from mcp import Client, MCPError
+
+    from claude_mcp_bridge.server import create_server
+
+    with bridge_for(workspace, fake_claude, {}) as bridge:
+        async with Client(create_server(bridge)) as client:
+            with pytest.raises(MCPError, match="unknown or expired request_state"):
+                await client.call_tool("agent_builder", {"prompt": "build"},
+                                       request_state="forged",
+                                       input_responses={"q": types.ElicitResult(action="cancel")})
