@@ -104,3 +104,17 @@ async def test_cancelling_while_the_question_waits_leaves_no_process(workspace, 
     assert pids
     assert await wait_until_dead(pids) == []
     assert not (workspace.project / "made.txt").exists()
+
+
+async def test_a_2026_client_allows_through_the_round_trip(workspace, real_cli):
+    script_touch(workspace, real_cli)
+    person = Person({"decision": "allow_once"})
+    settings = bridge_settings(workspace, real_cli, ASK_BASH)
+    with open_bridge(settings) as bridge:
+        async with Client(create_server(bridge), elicitation_callback=person) as client:
+            assert client.protocol_version == "2026-07-28"
+            with anyio.fail_after(90):
+                result = await client.call_tool("agent_builder", {"prompt": "build"})
+    assert not result.is_error, result.content[0].text
+    assert "wants to run Bash: `touch made.txt`" in person.asked[0]
+    assert (workspace.project / "made.txt").exists()
