@@ -257,3 +257,33 @@ async def test_a_2026_retry_with_an_unknown_request_state_is_refused(workspace, 
                 await client.call_tool("agent_builder", {"prompt": "build"},
                                        request_state="forged",
                                        input_responses={"q": types.ElicitResult(action="cancel")})
+
+
+async def test_a_2026_call_left_waiting_is_stopped_when_the_server_stops(workspace, fake_claude):
+    """The 2026 era has no request open while the person thinks, so a client that gives up
+    tells the server nothing: the question's time limit bounds the wait, and a server that
+    stops ends the parked call and its child."""
+    import mcp_types as types
+    from mcp import Client
+
+    from claude_mcp_bridge.server import create_server
+
+    asked = anyio.Event()
+
+    async def person(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.set()
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    with bridge_for(workspace, fake_claude, {"rules": [{"tool": "Bash", "decision": "ask"}]}
+                    ) as bridge:
+        async with Client(create_server(bridge), elicitation_callback=person) as client:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.call_tool, "agent_builder", {"prompt": "build"})
+                with anyio.fail_after(20):
+                    await asked.wait()
+                tg.cancel_scope.cancel()
+        rows = decided(bridge)
+    assert not pid_alive(fake_claude.last()["pid"])
+    assert not (workspace.project / "made.txt").exists()
+    assert rows == [] or rows[0]["decision"] == "deny"
