@@ -277,12 +277,12 @@ async def test_a_2026_call_left_waiting_is_stopped_when_the_server_stops(workspa
 
     with bridge_for(workspace, fake_claude, {"rules": [{"tool": "Bash", "decision": "ask"}]}
                     ) as bridge:
-        async with Client(create_server(bridge), elicitation_callback=person) as client:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(client.call_tool, "agent_builder", {"prompt": "build"})
-                with anyio.fail_after(20):
-                    await asked.wait()
-                tg.cancel_scope.cancel()
+        async with Client(create_server(bridge), elicitation_callback=person) as client, \
+                anyio.create_task_group() as tg:
+            tg.start_soon(client.call_tool, "agent_builder", {"prompt": "build"})
+            with anyio.fail_after(20):
+                await asked.wait()
+            tg.cancel_scope.cancel()
         rows = decided(bridge)
     assert not pid_alive(fake_claude.last()["pid"])
     assert not (workspace.project / "made.txt").exists()
