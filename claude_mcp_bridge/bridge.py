@@ -23,12 +23,15 @@ import anyio
 
 from agents_registry import Definition, load_registry
 
+from . import sandbox
 from .answers import kept_answers
+from .approvals import Approver, DecisionRecord, PermissionDesk
 from .arguments import CallArguments, parse_arguments
 from .budget import Budget, BudgetRefusal
 from .catalog import Catalog, build_catalog
 from .clients import ClientPolicy, Clients
 from .command import Command, build_command
+from .decisions import record_decision
 from .errors import CommandError, QueueFull, UnknownToolError
 from .events import Event, ResultEvent
 from .inflight import InFlight
@@ -129,12 +132,14 @@ class Bridge:
     async def call(
         self, name: str, arguments: Mapping[str, Any] | None, progress: Progress, caller: str,
         key: Hashable | None = None, client: str | None = None,
+        approver: Approver | None = None,
     ) -> Finished | Refusal:
-        """Run one tool call through every stage; ``key`` lets the transport stop it."""
+        """Run one tool call through every stage; ``key`` lets the transport stop it, and
+        ``approver`` asks the person what policy leaves to them."""
         admitted = await self.admit(name, arguments, caller, client)
         if isinstance(admitted, Refusal):
             return admitted
-        return await self.execute(admitted, progress, key)
+        return await self.execute(admitted, progress, key, approver)
 
     async def admit(
         self, name: str, arguments: Mapping[str, Any] | None, caller: str,
@@ -179,6 +184,11 @@ class Bridge:
         else:
             policy = policy if ceiling is None else ceiling.narrow(policy)
             planned = self._plan(definition, policy, arguments, json_schema)
+        if not isinstance(planned, Refusal) and planned[0].sandbox is not None:
+            unable = await anyio.to_thread.run_sync(sandbox.problem)
+            if unable is not None:
+                planned = Refusal("setup", f"{tool} must run sandboxed ([permissions] sandbox), "
+                                  f"and the sandbox cannot run here: {unable}")
         try:
             if isinstance(planned, Refusal):
                 await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.message)
@@ -195,7 +205,8 @@ class Bridge:
         return Admitted(tool, definition, policy, plan, command, reservation, ceiling)
 
     async def execute(
-        self, admitted: Admitted, progress: Progress, key: Hashable | None = None
+        self, admitted: Admitted, progress: Progress, key: Hashable | None = None,
+        approver: Approver | None = None,
     ) -> Finished:
         """Wait for a slot, run, settle. Always settles the reservation, even when cancelled
         (a client's cancellation propagates; a stop by the bridge is a ``Finished``)."""
@@ -218,8 +229,9 @@ class Bridge:
                 async with self.slots.slot(tool, admitted.policy.max_concurrency,
                                            progress.queued, share):
                     spend.ran = True
+                    desk = self._desk(admitted, progress, approver)
                     outcome, structured = await self._run(admitted, limits, progress, began,
-                                                          spend)
+                                                          spend, desk)
                 settled = True
                 await self.settler.finished(call_id, tool, outcome, cap, began)
                 return Finished(tool, outcome, structured)
@@ -241,9 +253,21 @@ class Bridge:
         return Finished(tool, None, refusal=Refusal(
             "drain", f"{why} before the call finished; the agent was stopped"))
 
+    def _desk(self, admitted: Admitted, progress: Progress, approver: Approver | None
+              ) -> PermissionDesk:
+        """Who answers the call's permission prompts, each answer recorded in the ledger."""
+        async def record(decision: DecisionRecord) -> None:
+            await retried(lambda: record_decision(self.ledger, admitted.tool, decision),
+                          f"recording a permission decision of call {admitted.call_id[:8]}")
+
+        return PermissionDesk(
+            call_id=admitted.call_id, tool=admitted.tool, definition=admitted.definition.name,
+            policy=admitted.policy, cwd=admitted.plan.cwd, declared=admitted.plan.tools,
+            approver=approver, record=record, say=progress.say)
+
     async def _run(
         self, admitted: Admitted, limits: Limits, progress: Progress, began: float,
-        spend: _Spend,
+        spend: _Spend, desk: PermissionDesk,
     ) -> tuple[CallReport, Any]:
         definition = admitted.definition
         command, warm = admitted.command, None
@@ -271,7 +295,8 @@ class Bridge:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.heartbeat, self.settings.config.limits.heartbeat_s, began)
-            result = await run(command, limits, on_event, started=warm, on_spawn=on_spawn)
+            result = await run(command, limits, on_event, started=warm, on_spawn=on_spawn,
+                               on_control=desk.answer)
             tg.cancel_scope.cancel()
         outcome = await self._bounded(admitted.call_id, report(admitted.tool, result, limits))
         return outcome, result.result.structured_output if result.result else None

@@ -50,6 +50,19 @@ JOB_TOOLS: tuple[types.Tool, ...] = (
         description="Stop a running job (its agent is stopped) and return its final state.",
         input_schema={"type": "object", "additionalProperties": False, "required": ["job_id"],
                       "properties": {"job_id": {"type": "string"}}}),
+    types.Tool(
+        name="job_approve",
+        title="Answer a job's permission question",
+        description="Decide the tool use a job waits for (job_status shows its question_id, "
+                    "tool and summary): allow_once, allow_call (this tool for the rest of the "
+                    "job) or deny (the reason goes to the agent).",
+        input_schema={"type": "object", "additionalProperties": False,
+                      "required": ["job_id", "question_id", "decision"],
+                      "properties": {"job_id": {"type": "string"},
+                                     "question_id": {"type": "string"},
+                                     "decision": {"type": "string",
+                                                  "enum": ["allow_once", "allow_call", "deny"]},
+                                     "reason": {"type": "string"}}}),
 )
 
 

@@ -17,6 +17,14 @@ Rules that matter:
   without ``--tools`` the real CLI offers its whole default set (Bash, Write, ...).
   ``--tools`` takes names, not rules (``Bash(git *)`` -> ``Bash``), and never removes
   MCP tools, so a narrowed list that names no ``mcp__`` tool also denies ``mcp__*``.
+- Every child speaks the control protocol (issue 17): ``--input-format stream-json``
+  and ``--permission-prompt-tool stdio``; stdin carries an ``initialize`` control
+  request, then the prompt as one user message, and stays open so the runner can
+  answer the CLI's ``can_use_tool`` requests. So the definition's tools are not
+  pre-allowed with ``--allowedTools`` (that would skip the bridge's rules): the
+  bridge allows them when asked, unless a rule says otherwise. ``dontAsk`` asks
+  nothing, so there they are still pre-allowed.
+- A sandboxed call adds ``--settings`` with the CLI's ``sandbox`` block.
 """
 
 from __future__ import annotations
@@ -33,6 +41,11 @@ from .errors import CommandError
 from .forwarding import call_flags
 from .policy import RunPlan
 from .settings import DEPTH_VAR, Settings
+from .tool_policy import Sandbox
+
+CONTROL_FLAGS = ("--input-format", "stream-json", "--permission-prompt-tool", "stdio")
+"""The control protocol: the bridge answers the child's permission prompts on stdin."""
+INITIALIZE_ID = "bridge-init"
 
 # Environment variables a parent Claude Code sets that must not leak into the child:
 # CLAUDECODE made older CLIs refuse to start ("nested session").
@@ -48,20 +61,25 @@ class Command:
     env: Mapping[str, str]
     cwd: Path
     stdin: bytes
-
+    interactive: bool = False
+    """The child speaks the control protocol: stdin stays open for answers until its
+    ``result``."""
 
 
 def build_command(
     definition: Definition, plan: RunPlan, prompt: str, settings: Settings, claude: Path,
     *, json_schema: Mapping[str, Any] | None = None,
 ) -> Command:
-    argv = [str(claude), "-p", "--output-format", "stream-json", "--verbose"]
+    argv = [str(claude), "-p", "--output-format", "stream-json", "--verbose", *CONTROL_FLAGS]
     if isinstance(definition, AgentDefinition):
         argv += _agent_flags(definition, plan)
     else:
         argv += _skill_flags(definition, plan)
-    argv += _tool_flags(plan.tools, plan.disallowed_tools)
+    argv += _tool_flags(plan.tools, plan.disallowed_tools,
+                        pre_allow=plan.permission_mode == "dontAsk")
     argv += _plan_flags(plan)
+    if plan.sandbox is not None:
+        argv.append(f"--settings={json.dumps(sandbox_settings(plan.sandbox, plan.cwd))}")
     argv += call_flags(settings.mcp_configs, settings.strict_mcp_config, plan.cwd,
                        settings.project_dir, allowed=plan.allowed_servers)
     if json_schema is not None:
@@ -70,8 +88,34 @@ def build_command(
         argv=tuple(argv),
         env=child_env(settings.base_env, settings.depth),
         cwd=plan.cwd,
-        stdin=prompt.encode(),
+        stdin=control_stdin(prompt),
+        interactive=True,
     )
+
+
+def control_stdin(prompt: str) -> bytes:
+    """What a control-protocol child reads first: ``initialize``, then the prompt."""
+    frames = [
+        {"type": "control_request", "request_id": INITIALIZE_ID,
+         "request": {"subtype": "initialize", "hooks": None}},
+        {"type": "user", "message": {"role": "user", "content": prompt},
+         "parent_tool_use_id": None, "session_id": "default"},
+    ]
+    return "".join(json.dumps(frame) + "\n" for frame in frames).encode()
+
+
+def sandbox_settings(sandbox: Sandbox, cwd: Path) -> dict[str, Any]:
+    """The CLI's ``sandbox`` settings: Bash runs sandboxed without a prompt, writes only in
+    ``cwd`` (the CLI's default) and the extra roots, network only to the allowed hosts, and
+    a command that cannot be sandboxed fails instead of running bare."""
+    return {"sandbox": {
+        "enabled": True,
+        "autoAllowBashIfSandboxed": True,
+        "allowUnsandboxedCommands": False,
+        "failIfUnavailable": True,
+        "filesystem": {"allowWrite": [str(cwd), *(str(r) for r in sandbox.writable_roots)]},
+        "network": {"allowedDomains": list(sandbox.allowed_domains)},
+    }}
 
 
 def _agent_flags(agent: AgentDefinition, plan: RunPlan) -> list[str]:
@@ -110,16 +154,23 @@ def skill_system_prompt(skill: SkillDefinition) -> str:
     )
 
 
-def _tool_flags(allowed: tuple[str, ...] | None, disallowed: tuple[str, ...]) -> list[str]:
-    for tool in (*(allowed or ()), *disallowed):
+def _check_rules(tools: tuple[str, ...] | None) -> None:
+    for tool in tools or ():
         if tool.startswith("-"):
             raise CommandError(f"tool rule {tool!r} starts with '-' and would be read as a flag")
+
+
+def _tool_flags(allowed: tuple[str, ...] | None, disallowed: tuple[str, ...], *,
+                pre_allow: bool) -> list[str]:
+    """``--tools`` narrows what the model is offered; ``--allowedTools`` pre-approves
+    only with ``pre_allow`` (dontAsk), otherwise the bridge's rules answer each prompt."""
+    _check_rules((*(allowed or ()), *disallowed))
     flags: list[str] = []
     if allowed is not None:
         flags.append(f"--tools={','.join(builtin_set(allowed))}")
         if not any(tool.startswith(MCP_PREFIX) for tool in allowed):
             disallowed = (*disallowed, MCP_PREFIX + "*")
-    if allowed:
+    if allowed and pre_allow:
         flags += ["--allowedTools", *allowed]
     if disallowed:
         flags += ["--disallowedTools", *disallowed]

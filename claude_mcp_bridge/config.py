@@ -68,6 +68,31 @@ class LimitsConfig(_Section):
     """Longer answers are cut with a marker; the whole text stays readable as a resource."""
 
 
+Decision = Literal["allow", "deny", "ask"]
+
+
+class RuleConfig(_Section):
+    """One permission rule: ``{tool = "Bash(git *)", decision = "allow"}``."""
+
+    tool: Annotated[str, Field(min_length=1, pattern=r"^[^-(\s][^(]*(\(.*\))?$")]
+    """``Name``, ``Name(glob)`` (a Bash command, a path relative to the call's cwd) or a glob
+    over tool names (``mcp__calendar__*``)."""
+    decision: Decision
+    """allow: answer yes; deny: answer no; ask: ask the person (see ``ask_timeout_s``)."""
+
+
+class SandboxConfig(_Section):
+    """The CLI's own sandbox around the commands a call runs (Linux: bubblewrap + socat)."""
+
+    enabled: bool = False
+    """Run every call's Bash commands sandboxed: writable only inside the call's cwd and
+    ``writable_roots``; a call that cannot be sandboxed here is refused, never run bare."""
+    writable_roots: list[Path] = []
+    """More directories sandboxed commands may write to."""
+    allowed_domains: list[str] = []
+    """Hosts sandboxed commands may reach (none by default: no network)."""
+
+
 class PermissionsConfig(_Section):
     mode: PermissionMode | None = None
     """--permission-mode for every call (default: the definition's, else the CLI's)."""
@@ -81,6 +106,16 @@ class PermissionsConfig(_Section):
     """Whether a caller may pass `model`."""
     allow_bypass_permissions: bool = False
     """bypassPermissions is refused unless this is true."""
+    rules: list[RuleConfig] = []
+    """What a call's permission prompts get, per tool pattern; the strictest match wins."""
+    unmatched: Decision = "ask"
+    """The decision for a tool use no rule matches and the definition does not declare (a
+    declared tool is allowed unless a rule says otherwise)."""
+    ask_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    """How long a question waits for the person; then the tool use is denied."""
+    no_elicitation: Literal["deny", "allow"] = "deny"
+    """What "ask" becomes for a client that cannot ask its user (no elicitation)."""
+    sandbox: SandboxConfig = SandboxConfig()
     allowed_modes: list[PermissionMode] | None = None
     """Permission modes a definition file may ask for (``permissionMode``); a call whose
     file asks for another is refused. Default: SAFE_MODES, and bypassPermissions when
@@ -182,7 +217,7 @@ class CatalogConfig(_Section):
     mode: Literal["tools", "router", "both"] = "tools"
     """tools: one tool per agent and skill; router: find_agent + run_agent; both."""
     jobs: bool | None = None
-    """Publish job_start, job_status, job_result and job_cancel (start-and-poll calls);
+    """Publish job_start, job_status, job_result, job_cancel and job_approve (start-and-poll calls);
     unset: yes, except in router mode, which keeps the catalog to two tools."""
     test_tool: bool | None = None
     """Publish test_agent (run an agent's test cases); unset: as ``jobs``."""
@@ -219,6 +254,10 @@ class ToolPermissions(_Section):
     disallowed_tools: list[str] = []
     allowed_cwd_roots: list[Path] | None = None
     allow_model_override: bool | None = None
+    rules: list[RuleConfig] = []
+    """This definition's rules; they only narrow the global ones."""
+    sandbox: bool | None = None
+    """true: sandbox this definition's calls even when [permissions.sandbox] is off."""
 
 
 class ToolMcp(_Section):

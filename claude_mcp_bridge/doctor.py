@@ -11,7 +11,7 @@ from typing import Literal
 
 from agents_registry import load_registry
 
-from . import platform
+from . import platform, sandbox
 from .errors import LedgerError
 from .hygiene import description_warnings
 from .ledger import Ledger
@@ -50,6 +50,7 @@ def run_checks(settings: Settings) -> list[Check]:
     checks = [*_claude_checks(settings), _definitions_check(settings), _ledger_check(settings)]
     checks.append(_config_check(settings))
     checks += platform_checks(platform.KIND, settings.claude.path, sys.executable)
+    checks.append(_sandbox_check(settings))
     if settings.depth >= settings.config.limits.max_depth:
         checks.append(Check("depth", "warn", f"this bridge runs at depth {settings.depth}, at or "
                                              "beyond max_depth: it will refuse every call"))
@@ -129,6 +130,24 @@ def _ledger_check(settings: Settings) -> Check:
                                        f"{verdict[:300]}); move it aside or recover it with "
                                        f"sqlite3 {settings.ledger_path} .recover")
     return Check("ledger", "ok", f"{ledger.where} (integrity: ok)")
+
+
+def _sandbox_check(settings: Settings) -> Check:
+    """The CLI's sandbox: a fail only when the config asks for it and it cannot run here."""
+    config = settings.config
+    wanted = [f"[{table}.{name}.permissions] sandbox"
+              for table, tools in (("agents", config.agents), ("skills", config.skills))
+              for name, tool in tools.items() if tool.permissions.sandbox]
+    if config.permissions.sandbox.enabled:
+        wanted.insert(0, "[permissions.sandbox] enabled")
+    unable = sandbox.problem()
+    if not wanted:
+        return Check("sandbox", "ok", "off" + (f" (and could not run here: {unable})"
+                                                if unable else " (bwrap can run here)"))
+    if unable is not None:
+        return Check("sandbox", "fail", f"asked for by {', '.join(wanted)}, and it cannot run "
+                                        f"here: {unable}; those calls are refused")
+    return Check("sandbox", "ok", f"on ({', '.join(wanted)}); bwrap can run here")
 
 
 def _config_check(settings: Settings) -> Check:

@@ -81,7 +81,20 @@ class ResultEvent:
         return "; ".join(self.errors)
 
 
-Event = InitEvent | TextEvent | ToolUseEvent | ToolResultEvent | NoticeEvent | ResultEvent
+@dataclass(frozen=True)
+class ControlRequest:
+    """The CLI asks its runner something (control protocol); ``can_use_tool`` is a
+    permission prompt for ``tool_name`` with ``tool_input``."""
+
+    request_id: str
+    subtype: str
+    tool_name: str = ""
+    tool_input: dict[str, Any] = field(default_factory=dict)
+    tool_use_id: str | None = None
+
+
+Event = (InitEvent | TextEvent | ToolUseEvent | ToolResultEvent | NoticeEvent | ResultEvent
+         | ControlRequest)
 
 
 def parse_line(line: str) -> list[Event]:
@@ -173,7 +186,21 @@ def _result(frame: dict[str, Any]) -> list[Event]:
     ]
 
 
-_PARSERS = {"system": _system, "assistant": _assistant, "user": _user, "result": _result}
+def _control_request(frame: dict[str, Any]) -> list[Event]:
+    request = frame.get("request")
+    request_id = _str(frame.get("request_id"))
+    if not isinstance(request, dict) or request_id is None:
+        return []
+    tool_input = request.get("input")
+    return [ControlRequest(
+        request_id=request_id, subtype=_str(request.get("subtype")) or "",
+        tool_name=_str(request.get("tool_name")) or "",
+        tool_input=tool_input if isinstance(tool_input, dict) else {},
+        tool_use_id=_str(request.get("tool_use_id")))]
+
+
+_PARSERS = {"system": _system, "assistant": _assistant, "user": _user, "result": _result,
+            "control_request": _control_request}
 
 
 def _str(value: object) -> str | None:

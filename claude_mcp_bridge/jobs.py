@@ -12,6 +12,9 @@ connection and after a restart; a job that was running when the bridge died is m
 
 A client (``[clients.<name>]``) sees only its own jobs: another's job id is answered as
 unknown, so ids cannot even be probed. The owner (the single token, stdio) sees all.
+
+A job's permission question (a rule said "ask") waits for ``job_approve``: ``job_status``
+shows it (question id, tool, summary); unanswered within ``ask_timeout_s`` it is denied.
 """
 
 from __future__ import annotations
@@ -28,13 +31,16 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .answers import visible_to
+from .approvals import Answer, Question
 from .bridge import Admitted, Bridge
 from .outcomes import Outcome, Refusal, Reply
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
 
-JOB_TOOL_NAMES = frozenset({"job_start", "job_status", "job_result", "job_cancel"})
+JOB_TOOL_NAMES = frozenset({"job_start", "job_status", "job_result", "job_cancel",
+                            "job_approve"})
+VERDICTS = ("allow_once", "allow_call", "deny")
 MAX_WAIT_S = 60.0
 """Longest ``job_result`` wait: below the usual client request timeouts."""
 RECENT_EVENTS = 10
@@ -48,10 +54,35 @@ class _Live:
     started: float = field(default_factory=time.monotonic)
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     done: anyio.Event = field(default_factory=anyio.Event)
+    waiting: _Waiting | None = None
+    """The permission question this job waits for, until job_approve answers it."""
 
     @property
     def key(self) -> tuple[str, str]:
         return ("job", self.admitted.call_id)
+
+    async def ask(self, question: Question) -> Answer | None:
+        """``Approver``: the question waits here for ``job_approve`` (the desk's time limit
+        ends the wait)."""
+        waiting = _Waiting(question)
+        self.waiting = waiting
+        self.recent.append(f"waiting for job_approve: {question.summary}")
+        try:
+            await waiting.answered.wait()
+        finally:
+            self.waiting = None
+        return waiting.answer
+
+
+@dataclass
+class _Waiting:
+    question: Question
+    answered: anyio.Event = field(default_factory=anyio.Event)
+    answer: Answer | None = None
+
+    def facts(self) -> dict[str, Any]:
+        return {"question_id": self.question.question_id, "tool": self.question.tool_name,
+                "summary": self.question.summary, "timeout_s": self.question.timeout_s}
 
 
 class JobBoard:
@@ -102,6 +133,8 @@ class JobBoard:
             return await self.status(job_id)
         if name == "job_cancel":
             return await self.cancel(job_id)
+        if name == "job_approve":
+            return self.approve(job_id, arguments)
         wait_s = arguments.get("wait_s", 30)
         if isinstance(wait_s, bool) or not isinstance(wait_s, int | float):
             return Reply.refused(name, "invalid arguments: wait_s must be a number of seconds")
@@ -129,7 +162,7 @@ class JobBoard:
 
         job_id = job.admitted.call_id
         try:
-            finished = await self._bridge.execute(job.admitted, Progress(note), job.key)
+            finished = await self._bridge.execute(job.admitted, Progress(note), job.key, job)
             reply = finished.reply()
             try:
                 await anyio.to_thread.run_sync(self._bridge.answers.keep_reply, job_id, reply)
@@ -157,11 +190,34 @@ class JobBoard:
         if live is not None:
             facts["elapsed_s"] = round(time.monotonic() - live.started, 1)
             facts["recent_events"] = list(live.recent)
+        waiting = live.waiting if live is not None else None
+        facts["waiting_for"] = waiting.facts() if waiting is not None else None
         summary = f"job {job_id}: {state}"
-        if live is not None and state == "running":
+        if waiting is not None:
+            summary += (f"; waits for your decision on {waiting.question.summary} (answer "
+                        f"with job_approve, question_id {waiting.question.question_id})")
+        elif live is not None and state == "running":
             last = live.recent[-1] if live.recent else "starting"
             summary += f" for {facts['elapsed_s']:.0f}s; last: {last}"
         return _answer(facts, summary)
+
+    def approve(self, job_id: str, arguments: Mapping[str, Any]) -> Reply:
+        """``job_approve``: answer the question the job waits for."""
+        question_id, decision = arguments.get("question_id"), arguments.get("decision")
+        reason = arguments.get("reason", "")
+        if not isinstance(question_id, str) or decision not in VERDICTS or not isinstance(
+                reason, str) or set(arguments) - {"job_id", "question_id", "decision", "reason"}:
+            return Reply.refused("job_approve", "invalid arguments: expected {job_id, "
+                                 "question_id, decision: allow_once|allow_call|deny, reason?}")
+        live = self._live.get(job_id)
+        waiting = live.waiting if live is not None else None
+        if waiting is None or waiting.question.question_id != question_id:
+            return _error(f"job {job_id} does not wait for question {question_id!r} (answered, "
+                          "timed out, or never asked); see job_status")
+        waiting.answer = Answer(decision, reason)
+        waiting.answered.set()
+        return _answer({"job_id": job_id, "question_id": question_id, "decision": decision},
+                       f"job {job_id}: {decision} {waiting.question.summary}")
 
     async def result(self, job_id: str, wait_s: float) -> Reply:
         live = self._live.get(job_id)

@@ -98,6 +98,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX calls_client_started_at ON calls (client, started_at)",
     ),
     ("ALTER TABLE calls ADD COLUMN wall_ms INTEGER",),  # the twin of SQLite's version 5
+    (  # the twin of SQLite's version 6
+        """CREATE TABLE decisions (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            call_id TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            decided_at TEXT NOT NULL,
+            tool_name TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            decider TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            reason TEXT,
+            question_id TEXT
+        )""",
+        "CREATE INDEX decisions_tool ON decisions (tool, decided_at)",
+        "CREATE INDEX decisions_call ON decisions (call_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

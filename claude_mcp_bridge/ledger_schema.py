@@ -12,6 +12,8 @@ owner's calls), the key its budgets are summed by and jobs and kept answers are 
 Version 5 adds ``wall_ms``, the call's wall time from its start to its answer, beside
 ``duration_ms``, which is now the CLI's own ``duration_ms`` (it leaves out the bridge's
 queue and the CLI's start-up).
+Version 6 adds ``decisions``: one row per permission prompt a call's child made, with
+who decided (policy, definition, person, time limit, fallback) and what.
 """
 
 from __future__ import annotations
@@ -97,6 +99,22 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX calls_client_started_at ON calls (client, started_at)",
     ),
     ("ALTER TABLE calls ADD COLUMN wall_ms INTEGER",),
+    (
+        """CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY,
+            call_id TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            decided_at TEXT NOT NULL,
+            tool_name TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            decider TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            reason TEXT,
+            question_id TEXT
+        )""",
+        "CREATE INDEX decisions_tool ON decisions (tool, decided_at)",
+        "CREATE INDEX decisions_call ON decisions (call_id)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -31,7 +31,7 @@ from agents_registry import AgentDefinition, Definition
 
 from .arguments import CallArguments
 from .outcomes import Refusal
-from .tool_policy import ToolPolicy, smallest, stricter, unique
+from .tool_policy import Sandbox, ToolPolicy, smallest, stricter, unique
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class RunPlan:
     cwd: Path
     session_id: str | None
     timeout_s: float
+    sandbox: Sandbox | None = None
+    """The CLI's sandbox around the call's commands (None: not sandboxed)."""
     mcp_servers: tuple[Any, ...] = ()
     """The agent's own ``mcpServers`` as ``--agents`` takes them: names and ``{name: config}``."""
     allowed_servers: frozenset[str] | None = None
@@ -99,6 +101,7 @@ def plan_call(
         cwd=cwd,
         session_id=arguments.session_id,
         timeout_s=policy.timeout_s,
+        sandbox=policy.sandbox,
         mcp_servers=servers,
         allowed_servers=_admitted_by_all(policy.allowed_servers),
     )

@@ -9,6 +9,8 @@ under a shield: SIGTERM, a bounded grace, then SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -20,13 +22,16 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .command import Command
 from .errors import NotJSON
-from .events import Event, ResultEvent, parse_line
+from .events import ControlRequest, Event, ResultEvent, parse_line
 from .processes import CallTree, Identity, end_process_group, start_group_leader
 
 logger = logging.getLogger(__name__)
 
 OnEvent = Callable[[Event], Awaitable[None]]
 OnSpawn = Callable[[Identity], Coroutine[Any, Any, None]]
+OnControl = Callable[[ControlRequest], Awaitable[dict[str, Any]]]
+"""Answers a ``can_use_tool`` request: ``{"behavior": "allow", "updatedInput": {...}}`` or
+``{"behavior": "deny", "message": "why"}``."""
 
 TREE_REFRESH_S = 1.0
 """How often a running child's process tree is looked at again."""
@@ -77,6 +82,34 @@ class _Collected:
     stalled: bool = False
 
 
+@dataclass
+class _Answerer:
+    """Writes the runner's answers to the child's control requests on its stdin."""
+
+    process: Process
+    on_control: OnControl | None
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    async def answer(self, request: ControlRequest) -> None:
+        response: dict[str, Any]
+        if request.subtype == "can_use_tool" and self.on_control is not None:
+            answer = await self.on_control(request)
+            response = {"subtype": "success", "request_id": request.request_id,
+                        "response": answer}
+        else:
+            response = {"subtype": "error", "request_id": request.request_id,
+                        "error": f"the bridge does not answer {request.subtype!r} requests"}
+        await self.send({"type": "control_response", "response": response})
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        # a child that is gone cannot be answered; its exit tells why
+        async with self.lock:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError,
+                                     OSError):
+                await self.process.stdin.send((json.dumps(frame) + "\n").encode())
+
+
 async def start(command: Command) -> Process:
     """Start ``command`` as the leader of a new process group (raises ``OSError``),
     registered with the watchdog so it ends if the bridge dies."""
@@ -87,12 +120,13 @@ async def start(command: Command) -> Process:
 
 async def run(
     command: Command, limits: Limits, on_event: OnEvent, *, started: Process | None = None,
-    on_spawn: OnSpawn | None = None,
+    on_spawn: OnSpawn | None = None, on_control: OnControl | None = None,
 ) -> RunResult:
     """Start the child (or take over ``started``, a warm one already running ``command``'s
     argv), feed it ``command.stdin``, stream its events to ``on_event``, and always end
     its tree. ``on_spawn`` learns the child's identity while it runs (the ledger keeps it
-    for recovery after a crash)."""
+    for recovery after a crash). An interactive command's permission prompts are answered
+    by ``on_control`` (denied without it), and its stdin is closed after its result."""
     began = anyio.current_time()
     if started is not None:
         process = started
@@ -111,7 +145,9 @@ async def run(
             async with anyio.create_task_group() as tg:
                 if on_spawn is not None and tree.leader is not None:
                     tg.start_soon(on_spawn, tree.leader)
-                await _supervise(process, command.stdin, limits, on_event, collected, tree)
+                answerer = _Answerer(process, on_control)
+                await _supervise(process, command, limits, on_event, collected, tree,
+                                 answerer)
     finally:
         with anyio.CancelScope(shield=True):
             killed = await end_process_group(process, limits.kill_grace_s, tree)
@@ -130,15 +166,17 @@ async def run(
 
 
 async def _supervise(
-    process: Process, stdin: bytes, limits: Limits, on_event: OnEvent, collected: _Collected,
-    tree: CallTree,
+    process: Process, command: Command, limits: Limits, on_event: OnEvent,
+    collected: _Collected, tree: CallTree, answerer: _Answerer,
 ) -> None:
     assert process.stdout is not None and process.stderr is not None
+    until = collected.got_result if command.interactive else None
     async with anyio.create_task_group() as tg:
         tg.start_soon(_keep_up, tree)
-        tg.start_soon(_feed_stdin, process, stdin)
+        tg.start_soon(_feed_stdin, process, command.stdin, answerer.lock, until)
         tg.start_soon(_drain_tail, process.stderr, collected.stderr, limits.stderr_tail_bytes)
-        tg.start_soon(_read_events, process.stdout, limits.max_line_bytes, on_event, collected)
+        tg.start_soon(_read_events, process.stdout, limits.max_line_bytes, on_event, collected,
+                      answerer)
         await _wait_for_end(process, collected, limits)
         # Output written just before exit is still in the pipe; a leaked grandchild may
         # hold the pipe open forever, so the wait for EOF is bounded.
@@ -194,10 +232,17 @@ async def _wait_for_end(process: Process, collected: _Collected, limits: Limits)
             tg.start_soon(went_silent, limits.stall_s)
 
 
-async def _feed_stdin(process: Process, data: bytes) -> None:
+async def _feed_stdin(
+    process: Process, data: bytes, lock: anyio.Lock, until: anyio.Event | None
+) -> None:
+    """Write ``data``; close stdin then, or (control protocol) once ``until`` is set: the
+    CLI ends when its input does, and answers to its prompts go on stdin until then."""
     assert process.stdin is not None
     try:
-        await process.stdin.send(data)
+        async with lock:
+            await process.stdin.send(data)
+        if until is not None:
+            await until.wait()
     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         pass  # the child exited without reading its prompt; its exit code tells why
     finally:
@@ -214,7 +259,8 @@ async def _drain_tail(stream: ByteReceiveStream, tail: bytearray, keep: int) -> 
 
 
 async def _read_events(
-    stream: ByteReceiveStream, max_line: int, on_event: OnEvent, collected: _Collected
+    stream: ByteReceiveStream, max_line: int, on_event: OnEvent, collected: _Collected,
+    answerer: _Answerer,
 ) -> None:
     buffered = BufferedByteReceiveStream(stream)
     try:
@@ -224,7 +270,7 @@ async def _read_events(
             except anyio.IncompleteRead:
                 raw = bytes(buffered.buffer)  # last line without a newline
                 if raw.strip():
-                    await _handle_line(raw, on_event, collected)
+                    await _handle_line(raw, on_event, collected, answerer)
                 return
             except anyio.DelimiterNotFound:
                 raw = None
@@ -232,14 +278,16 @@ async def _read_events(
             if raw is None or len(raw) > max_line:
                 collected.protocol_error = f"the CLI printed a line longer than {max_line} bytes"
                 return
-            await _handle_line(raw, on_event, collected)
+            await _handle_line(raw, on_event, collected, answerer)
     except (anyio.BrokenResourceError, anyio.ClosedResourceError):
         return
     finally:
         collected.stdout_done.set()
 
 
-async def _handle_line(raw: bytes, on_event: OnEvent, collected: _Collected) -> None:
+async def _handle_line(
+    raw: bytes, on_event: OnEvent, collected: _Collected, answerer: _Answerer
+) -> None:
     collected.last_output = anyio.current_time()
     line = raw.decode("utf-8", "replace").strip()
     if not line:
@@ -250,6 +298,11 @@ async def _handle_line(raw: bytes, on_event: OnEvent, collected: _Collected) -> 
         collected.stray.append(line[:500])
         return
     for event in events:
+        if isinstance(event, ControlRequest):
+            # The CLI waits for the answer (a person may take minutes): the silence is ours.
+            await answerer.answer(event)
+            collected.last_output = anyio.current_time()
+            continue
         if isinstance(event, ResultEvent):
             collected.result = event
             collected.got_result.set()

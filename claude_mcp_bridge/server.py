@@ -8,7 +8,8 @@ register their handlers once, when the server is created; a call is a table look
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import ListenHandler
 
 from . import __version__
+from .asking import SessionApprover
 from .errors import UnknownToolError
 from .mcp_edge import (
     POST_SCOPE_KEY,
@@ -35,6 +37,7 @@ from .mcp_edge import (
 )
 from .notifier import Notifier
 from .outcomes import Refusal, Reply
+from .rounds import Parked, RoundTrips, parked_progress
 
 # Only what answers ``initialize`` is imported here: over stdio the server answers it before
 # the bridge is built (Claude Code connects servers in the background and starts its first
@@ -115,6 +118,7 @@ class BridgeServer(_BridgeServer):
         self._contacted = False
         self._contact: anyio.Event | None = None
         self.notifier = Notifier()
+        self.rounds = RoundTrips()
         self._handlers: dict[str, Handler] = {}
         self._extra_tools: list[types.Tool] = []
         super().__init__(
@@ -128,6 +132,7 @@ class BridgeServer(_BridgeServer):
             on_read_resource=self._read_resource,
             on_list_resource_templates=list_resource_templates,
             on_subscriptions_listen=ListenHandler(self.notifier.bus),
+            lifespan=_lifespan,
         )
         self.add_notification_handler("notifications/initialized", types.NotificationParams,
                                       self._on_initialized)
@@ -253,10 +258,21 @@ class BridgeServer(_BridgeServer):
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         arguments = dict(params.arguments or {})
         bridge = await self.attached()
-        handler = self._handlers.get(params.name, _definition_handler(bridge))
+        handler = self._handlers.get(params.name)
+        if params.request_state is not None:  # 2026 era: a retry with the person's answer
+            resumed = await self.rounds.resume(params, ctx.session, client_of(ctx))
+            if resumed is None:
+                raise MCPError(code=types.INVALID_PARAMS, message="unknown or expired "
+                               "request_state; call the tool again")
+            return resumed
+        asking = SessionApprover(ctx)
+        if handler is None and self.rounds.available and asking.modern and \
+                asking.declares_elicitation and bridge.catalog.get(params.name) is not None:
+            return await self._parked_call(ctx, params.name, arguments)
+        handler = handler or _definition_handler(bridge)
         try:
             return to_call_tool_result(await handler(ctx, params.name, arguments))
         except UnknownToolError as exc:
@@ -266,6 +282,23 @@ class BridgeServer(_BridgeServer):
             logger.exception("call %s failed inside the bridge", params.name)
             return to_call_tool_result(Reply.refused(
                 params.name, "internal error in the bridge; see its log (stderr)"))
+
+    async def _parked_call(self, ctx: ServerRequestContext[Any], name: str,
+                           arguments: dict[str, Any]
+                           ) -> types.CallToolResult | types.InputRequiredResult:
+        """A definition's call in the 2026 era: parked, so its questions are round trips."""
+        async def run(parked: Parked) -> Reply:
+            try:
+                finished = await self.bridge.call(name, arguments, parked_progress(parked),
+                                                  str(caller_of(ctx)), None, client_of(ctx),
+                                                  parked)
+            except Exception:
+                logger.exception("call %s failed inside the bridge", name)
+                return Reply.refused(name, "internal error in the bridge; see its log (stderr)")
+            return Reply.refused(name, finished) if isinstance(finished, Refusal) \
+                else finished.reply()
+        linger = self.bridge.settings.config.permissions.ask_timeout_s
+        return await self.rounds.start(run, ctx.session, client_of(ctx), linger)
 
     async def _read_resource(
         self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
@@ -306,7 +339,8 @@ async def call_definition(bridge: Bridge, ctx: ServerRequestContext[Any], name: 
                           arguments: dict[str, Any]) -> Reply:
     """A call of a published agent or skill: admit, execute, answer."""
     finished = await bridge.call(name, arguments, session_progress(ctx.session),
-                                 str(caller_of(ctx)), request_key(ctx), client_of(ctx))
+                                 str(caller_of(ctx)), request_key(ctx), client_of(ctx),
+                                 SessionApprover(ctx))
     if isinstance(finished, Refusal):
         return Reply.refused(name, finished)
     return finished.reply()
@@ -346,3 +380,11 @@ def _test_handler(bridge: Bridge) -> Handler:
 
         return await test_tool.call_tool(bridge, arguments, session_progress(ctx.session))
     return call
+
+
+@asynccontextmanager
+async def _lifespan(server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+    """Parked calls (2026-era round trips) run in the server's own task group."""
+    assert isinstance(server, BridgeServer)
+    async with server.rounds.running():
+        yield {}

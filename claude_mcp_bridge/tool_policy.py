@@ -15,7 +15,8 @@ from typing import Literal, TypeVar
 from agents_registry import Definition
 
 from .budget import Budget
-from .config import Config
+from .config import Config, Decision
+from .rules import Rule
 
 _N = TypeVar("_N", int, float)
 
@@ -37,6 +38,13 @@ class ToolPolicy:
     cwd_roots: tuple[Path, ...]
     allow_model_override: bool
     allow_bypass: bool
+    rules: tuple[tuple[Rule, ...], ...] = ()
+    """Permission rules per level (global, then the definition's); each level only narrows."""
+    unmatched: Decision = "ask"
+    ask_timeout_s: float = 120.0
+    no_elicitation: Decision = "deny"
+    sandbox: Sandbox | None = None
+    """The CLI's sandbox around the call's commands, when the config asks for it."""
     allowed_modes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """(config key, modes) lists that all must admit a definition file's permission mode."""
     allowed_servers: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -45,6 +53,14 @@ class ToolPolicy:
     """(config key, names) lists that all must admit a server an agent file starts itself."""
     mode_ceiling: str | None = None
     """The most permissive mode a call may run in (a client's); a stricter one is kept."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Where sandboxed commands may write (besides the call's cwd) and connect."""
+
+    writable_roots: tuple[Path, ...] = ()
+    allowed_domains: tuple[str, ...] = ()
 
 
 def tool_policy(config: Config, definition: Definition, project_dir: Path) -> ToolPolicy:
@@ -66,10 +82,25 @@ def tool_policy(config: Config, definition: Definition, project_dir: Path) -> To
         cwd_roots=tuple(_resolved(str(r)) for r in roots),
         allow_model_override=override if override is not None else permissions.allow_model_override,
         allow_bypass=permissions.allow_bypass_permissions,
+        rules=tuple(tuple(Rule(r.tool, r.decision) for r in level)
+                    for level in (permissions.rules, tool.permissions.rules)),
+        unmatched=permissions.unmatched,
+        ask_timeout_s=permissions.ask_timeout_s,
+        no_elicitation=permissions.no_elicitation,
+        sandbox=_sandbox(config, tool.permissions.sandbox),
         allowed_modes=_mode_lists(config, definition),
         allowed_servers=_server_lists(config, definition, "allowed_servers"),
         definition_servers=_server_lists(config, definition, "definition_servers"),
     )
+
+
+def _sandbox(config: Config, asked: bool | None) -> Sandbox | None:
+    sandbox = config.permissions.sandbox
+    # A definition may turn the sandbox on, never off: policy only narrows.
+    if not (sandbox.enabled or asked):
+        return None
+    return Sandbox(tuple(_resolved(str(r)) for r in sandbox.writable_roots),
+                   tuple(sandbox.allowed_domains))
 
 
 def _server_lists(

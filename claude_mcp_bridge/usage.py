@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from .budget import Budget
+from .decisions import decision_counts
 from .ledger import Ledger, format_time, utc
 
 USAGE_URI = "bridge://usage"
@@ -99,6 +100,7 @@ def usage_report(
         "rows": [row for row in rows if row["key"] != "total"],
         "total": next((row for row in rows if row["key"] == "total"), None),
         "budget_left": ledger.budget_left(budget),
+        "permissions": decision_counts(ledger, since=since),
     }
 
 
@@ -118,6 +120,10 @@ def usage_text(report: dict[str, Any]) -> str:
             f"{str(row['key'])[:32]:<32} {row['calls']:>6} {_pct(row['success_rate']):>6} "
             f"{_secs(row['wall_p50_ms']):>10} {_secs(row['wall_p95_ms']):>10} "
             f"{row['cost_usd']:>9.4f}")
+    for tool, counts in report.get("permissions", {}).items():
+        who = ", ".join(f"{k[3:]} {v}" for k, v in sorted(counts.items()) if k.startswith("by_"))
+        lines.append(f"permissions {tool}: allowed {counts['allow']}, denied {counts['deny']} "
+                     f"({who})")
     left = report["budget_left"]
     lines.append("budget left: today " + _money(left.get("daily")) +
                  ", this month " + _money(left.get("monthly")))

@@ -38,7 +38,10 @@ Key = tuple[tuple[str, ...], str, frozenset[tuple[str, str]]]
 
 
 def warm_command(command: Command) -> Command:
-    """``command`` as a warm process runs it: stream-json input, the prompt as a message."""
+    """``command`` as a warm process runs it: stream-json input, the prompt as a message
+    (a control-protocol command already is)."""
+    if command.interactive:
+        return command
     message = {"type": "user", "message": {"role": "user", "content": command.stdin.decode()}}
     return replace(command, argv=command.argv + INPUT_FLAGS,
                    stdin=(json.dumps(message) + "\n").encode())
@@ -116,7 +119,8 @@ class WarmPool:
 
     async def _start(self, key: Key, command: Command) -> None:
         try:
-            process = await start(replace(command, argv=command.argv + INPUT_FLAGS))
+            argv = command.argv if command.interactive else command.argv + INPUT_FLAGS
+            process = await start(replace(command, argv=argv))
         except OSError as exc:
             logger.warning("could not start a warm process: %s", exc)
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import time
 from pathlib import Path
 from typing import IO
@@ -51,3 +52,18 @@ def survivors(pids: list[int], within_s: float) -> list[int]:
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.02)
+
+
+def path_without(tool: str, tmp_path: Path) -> str:
+    """A PATH of symlinks to everything on PATH but ``tool`` (the sandbox cannot run)."""
+    bin_dir = tmp_path / f"no-{tool}"
+    bin_dir.mkdir()
+    for directory in os.environ["PATH"].split(os.pathsep):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            if name != tool and not (bin_dir / name).exists():
+                (bin_dir / name).symlink_to(os.path.join(directory, name))
+    assert shutil.which(tool, path=str(bin_dir)) is None
+    return str(bin_dir)
+

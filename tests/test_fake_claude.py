@@ -131,7 +131,7 @@ def help_long_options(text: str) -> set[str]:
 
 def test_option_table_matches_the_help_copy() -> None:
     assert help_long_options(HELP_FILE.read_text()) == fake.long_options(hidden=False)
-    assert fake.long_options(hidden=True) == {"--max-turns"}
+    assert fake.long_options(hidden=True) == {"--max-turns", "--permission-prompt-tool"}
     shorts = {s for o in fake.OPTIONS for s in o.spellings if not s.startswith("--")}
     assert shorts == {"-c", "-d", "-n", "-p", "-r", "-v", "-w"}
 
@@ -842,7 +842,7 @@ class TestAgainstRealCli:
         real = help_long_options(self.run_real(claude, tmp_path, "--help").stdout)
         assert real == table.long_options(hidden=False)
         every = table.long_options(hidden=False) | table.long_options(hidden=True)
-        assert real | {"--max-turns"} == every
+        assert real | {"--max-turns", "--permission-prompt-tool"} == every
         hidden = self.run_real(claude, tmp_path, "-p", "--max-turns")  # hidden yet known
         assert hidden.stderr == "error: option '--max-turns <turns>' argument missing\n"
 

@@ -26,7 +26,8 @@ def calls(settings):
 
 async def test_a_case_runs_in_a_copy_of_its_fixture_and_the_original_stays(workspace,
                                                                            fake_claude):
-    workspace.agent("reviewer")
+    # declared: an undeclared tool would be a question, and no one answers in a test run
+    workspace.agent("reviewer", "tools: Write\n")
     fixture = workspace.project / ".claude" / "agent-tests" / "fixtures" / "repo"
     fixture.mkdir(parents=True)
     (fixture / "notes.md").write_text("original")
@@ -96,7 +97,8 @@ async def test_tools_and_structured_output_come_from_the_stream(workspace, fake_
     assert json.loads(argv_value(fake_claude.last(), "--json-schema")) == schema
     assert json.loads(argv_value(fake_claude.last(), "--agents"))["reviewer"]["tools"] == \
         ["Read", "Grep", "StructuredOutput"]
-    assert argv[argv.index("--allowedTools") + 1:][:3] == ["Read", "Grep", "StructuredOutput"]
+    assert "--tools=Read,Grep,StructuredOutput" in argv
+    assert "--allowedTools" not in argv  # the bridge allows declared tools when asked
     assert [c.check for c in run.checks] == \
         ["json_schema", "tools_used", "tools_not_used", "turns_at_most", "cost_at_most"]
 
@@ -166,7 +168,7 @@ async def test_parallel_runs_every_case_and_keeps_their_order(workspace, fake_cl
     suite = await run_tests(workspace.settings(fake_claude), parallel=3, repeat=2)
     assert [(r.case, r.attempt, r.status) for r in suite.runs] == [
         (case, attempt, "passed") for case in ("one", "two", "three") for attempt in (1, 2)]
-    assert sorted(r["stdin"] for r in fake_claude.records()) == \
+    assert sorted(r["prompt"] for r in fake_claude.records()) == \
         ["one", "one", "three", "three", "two", "two"]
 
 
@@ -231,7 +233,7 @@ async def test_the_judge_scores_the_answer_against_the_rubric(workspace, fake_cl
         ["StructuredOutput"]
     assert json.loads(argv_value(judge_run, "--json-schema")) == VERDICT_SCHEMA
     for part in ("Names the off-by-one.", "Review paging.py", "paging.py:3 off-by-one"):
-        assert part in judge_run["stdin"]
+        assert part in judge_run["prompt"]
     assert judge_run["cwd"] == agent_run["cwd"]  # the judge may look at the working copy
     assert [c["tool"] for c in calls(settings)] == ["agent_reviewer", "agent_bridge-judge"]
 

@@ -42,7 +42,7 @@ def test_call_prints_progress_on_stderr_and_the_answer_on_stdout(workspace, fake
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "The answer."
     assert "starting agent reviewer" in done.stderr
-    assert fake_claude.last()["stdin"] == "-x is a prompt, not a flag"
+    assert fake_claude.last()["prompt"] == "-x is a prompt, not a flag"
 
 
 def test_call_exits_non_zero_when_the_agent_fails(workspace, fake_claude):

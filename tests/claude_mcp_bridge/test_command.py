@@ -46,9 +46,18 @@ def test_an_agent_runs_from_its_own_definition_passed_inline(workspace, fake_cla
                                    "prompt": "You review. SENTINEL", "tools": ["Read", "Grep"],
                                    "disallowedTools": ["Bash"], "model": "haiku"}}
     assert flag_value(argv, "--agent") == "reviewer"
+    assert "--allowedTools" not in argv, "declared tools are allowed when asked, by the bridge"
+    assert argv[argv.index("--disallowedTools") + 1] == "Bash"
+    assert argv[5:9] == ("--input-format", "stream-json", "--permission-prompt-tool", "stdio")
+    assert command.interactive
+
+
+def test_dont_ask_mode_still_pre_allows_the_declared_tools(workspace, fake_claude):
+    workspace.agent("reviewer", "tools: Read, Grep\npermissionMode: dontAsk\n")
+    argv = command_for(definition(workspace, "agent", "reviewer"), CallArguments(prompt="go"),
+                       workspace.settings(fake_claude)).argv
     i = argv.index("--allowedTools")
     assert argv[i + 1:i + 3] == ("Read", "Grep")
-    assert argv[argv.index("--disallowedTools") + 1] == "Bash"
 
 
 def test_a_narrowed_skill_gets_only_its_tools_as_the_builtin_set(workspace, fake_claude):
@@ -58,8 +67,7 @@ def test_a_narrowed_skill_gets_only_its_tools_as_the_builtin_set(workspace, fake
     argv = command_for(definition(workspace, "skill", "notes"), CallArguments(prompt="go"),
                        settings).argv
     assert flag_value(argv, "--tools") == "Read,Glob,Bash"  # names, not rules
-    i = argv.index("--allowedTools")
-    assert argv[i + 1:i + 4] == ("Read", "Glob", "Bash(git log:*)")
+    assert "--allowedTools" not in argv, "the bridge's rules answer each prompt"
     # --tools never removes MCP tools: a list that names none denies them all
     assert argv[argv.index("--disallowedTools") + 1] == "mcp__*"
 
@@ -85,7 +93,9 @@ def test_the_prompt_goes_on_stdin_never_in_argv(workspace, fake_claude):
     prompt = "--mcp-config /etc/passwd and other things that look like flags"
     command = command_for(definition(workspace, "agent", "reviewer"),
                             CallArguments(prompt=prompt), workspace.settings(fake_claude))
-    assert command.stdin == prompt.encode()
+    initialize, message = (json.loads(line) for line in command.stdin.decode().splitlines())
+    assert initialize["request"] == {"subtype": "initialize", "hooks": None}
+    assert message["message"] == {"role": "user", "content": prompt}
     assert not any(prompt in a for a in command.argv)
 
 
@@ -109,8 +119,6 @@ def test_a_skill_runs_with_its_body_appended_and_its_folder_added(workspace, fak
     appended = flag_value(argv, "--append-system-prompt")
     assert "STEPS" in appended and str(path.parent) in appended
     assert argv[argv.index("--add-dir") + 1] == str(path.parent)
-    i = argv.index("--allowedTools")
-    assert argv[i + 1:i + 3] == ("Bash(git log:*)", "Read")
     assert not any(a.startswith("--agent") for a in argv)
 
 
@@ -173,5 +181,5 @@ def test_every_argv_shape_is_accepted_by_the_strict_fake(workspace, fake_claude,
     done = subprocess.run(command.argv, input=command.stdin, env=dict(command.env),
                           cwd=command.cwd, capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr.decode()
-    assert fake_claude.last()["stdin"] == "go"
+    assert fake_claude.last()["prompt"] == "go"
     assert Path(fake_claude.last()["cwd"]) == workspace.project

@@ -15,7 +15,7 @@ def keys(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
     for name, field in model.model_fields.items():
         kind = field.annotation
         if isinstance(kind, type) and issubclass(kind, BaseModel):
-            found += keys(kind, name)
+            found += keys(kind, f"{prefix}.{name}" if prefix else name)
         elif prefix:
             found.append((prefix, name))
     return found

@@ -27,7 +27,7 @@ BRIDGE_FLAGS = ("-p", "--output-format", "--verbose", "--agents=", "--agent=",
                 "--append-system-prompt=", "--add-dir", "--tools=", "--allowedTools",
                 "--disallowedTools", "--model=", "--permission-mode=", "--max-turns=",
                 "--max-budget-usd=", "--resume=", "--mcp-config", "--strict-mcp-config",
-                "--json-schema=")
+                "--json-schema=", "--input-format", "--permission-prompt-tool", "--settings=")
 FUZZ = settings(max_examples=100, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow,
                                        HealthCheck.function_scoped_fixture])
@@ -159,7 +159,7 @@ def test_flag_like_input_that_reaches_the_child_stays_out_of_its_options(
         result = call(portal, connected, tool, arguments)
         assert_answered_plainly(result)  # an error result is fine (a tiny budget runs out)
         [record] = fake_claude.records()[before:]
-        assert record["stdin"] == arguments["prompt"]  # the prompt went on stdin, whole
+        assert record["prompt"] == arguments["prompt"]  # the prompt went on stdin, whole
         prompt = arguments["prompt"]
         assert record["argv"].count(prompt) == baselines[tool].count(prompt)
         assert_no_input_became_a_flag([record], arguments, baselines[tool])

@@ -193,3 +193,42 @@ async def _status_once(client, job_id: str, ready) -> types.CallToolResult:
             if ready(status.structured_content):
                 return status
             await anyio.sleep(0.02)
+
+
+TOUCH = [{"init": {}},
+         {"tool_use": {"name": "Bash", "input": {"command": "touch made.txt"}}},
+         {"write": {"path": "made.txt", "content": "x"}},
+         {"tool_result": {"content": "(Bash completed with no output)"}},
+         {"text": "done"}, {"result": {}}]
+
+
+@pytest.mark.parametrize(("decision", "made"), [("allow_once", True), ("deny", False)])
+async def test_a_job_shows_its_question_and_job_approve_answers_it(
+        workspace, fake_claude, decision, made):
+    workspace.agent("builder", "tools: Bash\n")
+    fake_claude.script(TOUCH)
+    settings = workspace.settings(fake_claude, {"permissions": {
+        "rules": [{"tool": "Bash", "decision": "ask"}]}})
+    async with serving(settings) as (client, bridge):
+        started = await client.call_tool(
+            "job_start", {"tool": "agent_builder", "arguments": {"prompt": "build"}})
+        job_id = started.structured_content["job_id"]
+        status = await _status_once(client, job_id, lambda s: s.get("waiting_for"))
+        waiting = status.structured_content["waiting_for"]
+        assert waiting["tool"] == "Bash" and waiting["summary"] == "Bash: `touch made.txt`"
+        assert "job_approve" in status.content[0].text
+        wrong = await client.call_tool("job_approve", {
+            "job_id": job_id, "question_id": "nope", "decision": "allow_once"})
+        assert wrong.is_error and "does not wait for question 'nope'" in wrong.content[0].text
+        answered = await client.call_tool("job_approve", {
+            "job_id": job_id, "question_id": waiting["question_id"], "decision": decision,
+            "reason": "not in this job"})
+        assert not answered.is_error, answered.content[0].text
+        done = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 30})
+        assert done.structured_content["state"] == "ok"
+        rows = [dict(r) for r in bridge.ledger.rows("SELECT * FROM decisions")]
+    assert (workspace.project / "made.txt").exists() is made
+    assert rows[0]["decider"] == "person"
+    assert rows[0]["decision"] == ("allow" if made else "deny")
+    if not made:
+        assert "not in this job" in rows[0]["reason"]

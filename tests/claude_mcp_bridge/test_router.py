@@ -95,7 +95,7 @@ async def test_router_mode_publishes_two_tools_that_find_and_run(workspace, fake
     assert found.structured_content["matches"][0]["tool"] == "agent_sql-migration-reviewer"
     assert "sql-migration-reviewer" in found.content[0].text
     assert ran.content[0].text == "No locks taken."
-    assert fake_claude.last()["stdin"] == "check 0042_add_index.sql"
+    assert fake_claude.last()["prompt"] == "check 0042_add_index.sql"
     assert '--agent=sql-migration-reviewer' in fake_claude.last()["argv"]
     assert missing.is_error and "find_agent" in missing.content[0].text
 

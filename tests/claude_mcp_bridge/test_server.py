@@ -65,7 +65,7 @@ async def test_a_call_returns_the_answer_with_cost_and_session(workspace, fake_c
     assert result.structured_content["session_id"]
     assert progress[0] == "starting agent reviewer"
     assert "wrote 2 words" in progress
-    assert fake_claude.last()["stdin"] == "review x"
+    assert fake_claude.last()["prompt"] == "review x"
 
 
 async def test_the_structured_result_is_lean_and_token_counts_go_to_meta(workspace, fake_claude,

@@ -18,7 +18,7 @@ import pytest
 
 from claude_mcp_bridge.budget import Budget
 from claude_mcp_bridge.ledger import CallStart, Ledger, Reservation, Settlement
-from tests.support import pid_alive, survivors
+from tests.support import path_without, pid_alive, survivors
 
 CONFIG = """
 [budget]
@@ -307,3 +307,23 @@ def test_a_call_in_flight_when_the_bridge_is_killed_is_marked_interrupted_and_ch
     assert (outcome, reserved, cost) == ("interrupted", 0, 0.4)
     assert error.startswith("interrupted: the bridge process that ran this call")
     assert integrity == "ok"
+
+
+def test_doctor_fails_when_the_config_asks_for_a_sandbox_that_cannot_run(
+        workspace, env, tmp_path):
+    config = tmp_path / "sandboxed.toml"
+    config.write_text("[permissions.sandbox]\nenabled = true\n")
+    env["CLAUDE_MCP_BRIDGE_CONFIG"] = str(config)
+    env["PATH"] = path_without("bwrap", tmp_path)
+    code, checks = doctor(workspace, env)
+    assert code == 1
+    assert checks["sandbox"].startswith(
+        "[fail] sandbox: asked for by [permissions.sandbox] enabled, and it cannot run here: "
+        "the sandbox needs bwrap")
+    assert "apt-get install bubblewrap socat" in checks["sandbox"]
+
+
+def test_doctor_says_the_sandbox_is_off_by_default(workspace, env):
+    code, checks = doctor(workspace, env)
+    assert code == 0
+    assert checks["sandbox"].startswith("[ ok ] sandbox: off")

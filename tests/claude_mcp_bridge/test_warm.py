@@ -50,9 +50,10 @@ async def test_the_second_call_is_served_by_a_process_started_ahead(workspace, f
     assert cold.content[0].text == warm.content[0].text == "reviewed"
     assert "starting agent reviewer (warm)" in messages
     first, second = fake_claude.records()[:2]
-    assert first["stdin"] == "first"
-    assert second["argv"] == first["argv"] + list(INPUT_FLAGS), "same policy, same flags"
-    assert '"content": "second\\nline"' in second["stdin"]
+    assert first["prompt"] == "first"
+    assert second["argv"] == first["argv"], "same policy, same flags (both speak stream-json)"
+    assert set(INPUT_FLAGS) <= set(second["argv"])
+    assert second["prompt"] == "second\nline"
 
 
 async def test_another_command_line_is_not_served_by_a_warm_process(workspace, fake_claude):
@@ -64,7 +65,7 @@ async def test_another_command_line_is_not_served_by_a_warm_process(workspace, f
         await client.call_tool("agent_reviewer", {"prompt": "other", "model": "haiku"})
         assert bridge.warm.hits == 0
     assert "--model=haiku" in fake_claude.records()[1]["argv"]
-    assert "--input-format" not in fake_claude.records()[1]["argv"]
+    assert fake_claude.records()[1]["prompt"] == "other"
 
 
 async def test_an_idle_warm_process_expires_and_shutdown_ends_the_rest(workspace, fake_claude):

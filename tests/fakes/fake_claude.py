@@ -20,6 +20,7 @@ Environment variables
                              else ``"default"``). Unset: one default success run.
 ``FAKE_CLAUDE_RECORD_DIR``   if set, every invocation writes ``<dir>/<pid>.json`` (atomically):
                              ``{"argv": [args after the program], "env": {...}, "stdin": str|null,
+                             "prompt": the user messages of stream-json stdin (else stdin),
                              "cwd", "pid", "pgid", "ppid", "sid"}``; ``stdin`` is null when the run
                              failed (or printed help/version) before reading stdin. ``spawn`` steps
                              append the grandchild pid to ``<dir>/<pid>.children``.
@@ -80,6 +81,20 @@ trailing newline, as the real CLI does). Without a script: init,
 ``"Fake answer to: <prompt, stripped, first 200 chars>"``, result. Scripts are taken literally: no
 implicit init or result. The result's ``result`` is the concatenated text of the last turn (the
 text steps after the last tool_result): the real CLI reports only the final turn's text.
+
+Control protocol (``--input-format stream-json --permission-prompt-tool stdio``, checked against
+2.1.197 and 2.1.332): stdin is read line by line. A ``control_request`` ``initialize`` is answered
+with a ``control_response`` (``commands``, ``agents``); the first ``user`` message is the prompt.
+A ``tool_use`` step of a tool that needs permission (Bash, Write, Edit, NotebookEdit, WebFetch,
+``mcp__*``; not pre-allowed by ``--allowedTools``, not in ``--disallowedTools``, mode not
+bypassPermissions) prints a ``can_use_tool`` control request and waits for the
+``control_response`` with its ``request_id`` (another id is ignored: the CLI keeps waiting).
+``{"behavior": "allow", "updatedInput": {...}}`` lets the script go on; ``deny`` with a
+``message`` skips the script's ``write`` steps up to the tool's ``tool_result``, which becomes an
+error result carrying the message, and adds the use to ``permission_denials``. An ``allow``
+without ``updatedInput`` is what 2.1.197 rejects: the tool is denied with
+``Tool permission request failed: ZodError: ...`` (2.1.332 accepts it and runs the tool). After
+the script the process waits for stdin to close (a second user message is not supported).
 
 Real-CLI behaviour reproduced (checked against 2.1.197): commander.js argv parsing and its exact
 error messages (unknown option with "Did you mean" suggestions, invalid choices, missing values,
@@ -208,6 +223,7 @@ OPTION_TABLE: list[dict[str, Any]] = [
     {"flags": "-w, --worktree [name]"},
     # Hidden: accepted by 2.1.197 although --help does not list it.
     {"flags": "--max-turns <turns>", "hidden": True},
+    {"flags": "--permission-prompt-tool <tool>", "hidden": True},
     *(LATEST_OPTIONS if LATEST else []),
 ]
 HELP_FLAGS = ("-h", "--help")
@@ -309,7 +325,8 @@ def record(stdin: str | None) -> None:
     if not folder:
         return
     pid = os.getpid()
-    data = {"argv": sys.argv[1:], "env": dict(os.environ), "stdin": stdin, "cwd": os.getcwd(),
+    data = {"argv": sys.argv[1:], "env": dict(os.environ), "stdin": stdin,
+            "prompt": recorded_prompt(stdin), "cwd": os.getcwd(),
             "pid": pid, "pgid": os.getpgid(0), "ppid": os.getppid(), "sid": os.getsid(0)}
     tmp = Path(folder) / f".{pid}.json.tmp"
     try:
@@ -318,6 +335,16 @@ def record(stdin: str | None) -> None:
     except OSError as exc:
         write(sys.stderr, f"fake claude: cannot record into FAKE_CLAUDE_RECORD_DIR: {exc}\n")
         os._exit(3)
+
+
+def recorded_prompt(stdin: str | None) -> str | None:
+    """The prompt as the run sees it: the user messages of stream-json input, else stdin."""
+    if stdin is None or not stdin.lstrip().startswith("{"):
+        return stdin
+    try:
+        return stream_json_prompt(stdin)
+    except Exit:
+        return stdin
 
 
 def finish(code: int) -> NoReturn:
@@ -707,6 +734,93 @@ def read_stdin(stream_json: bool = False) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+PROMPTED_TOOLS = {"Bash", "Write", "Edit", "NotebookEdit", "WebFetch"}
+
+
+class StdinLines:
+    """stdin as lines, read as they come (the control protocol keeps stdin open)."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.eof = False
+
+    def next_line(self) -> str | None:
+        while b"\n" not in self.buffer and not self.eof:
+            try:
+                chunk = os.read(0, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.eof = True
+            self.buffer += chunk
+        if not self.buffer:
+            return None
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+
+STDIN = StdinLines()
+
+
+def parse_frame(line: str) -> Any:
+    try:
+        return json_parse(line)
+    except ValueError as exc:
+        raise Exit(1, f"Error parsing streaming input line: {line}: SyntaxError: {exc}\n") from None
+
+
+def read_stream_json_start(opts: dict[str, Any]) -> str:
+    """Control protocol: answer ``initialize`` requests until the first user message; the raw
+    lines read so far are returned (what ``record`` keeps as stdin)."""
+    raw: list[str] = []
+    while True:
+        line = STDIN.next_line()
+        if line is None:
+            return "\n".join(raw)
+        raw.append(line)
+        if not line.strip():
+            continue
+        frame = parse_frame(line)
+        if not isinstance(frame, dict):
+            continue
+        if frame.get("type") == "control_request":
+            request = frame.get("request") or {}
+            stream = opts.get("output-format") == "stream-json"
+            if request.get("subtype") == "initialize" and stream:
+                write(sys.stdout, dumps({"type": "control_response", "response": {
+                    "subtype": "success", "request_id": frame.get("request_id"),
+                    "response": {"commands": [{"name": n, "description": "", "argumentHint": ""}
+                                              for n in BUILTIN_SKILLS],
+                                 "agents": [{"name": n} for n in BUILTIN_AGENTS]}}}) + "\n")
+        elif frame.get("type") == "user":
+            return "\n".join(raw)
+
+
+def wait_for_permission(request_id: str) -> dict[str, Any]:
+    """The ``control_response`` to ``request_id`` (others are ignored, as by the CLI)."""
+    while True:
+        line = STDIN.next_line()
+        if line is None:
+            # stdin closed while the CLI waited for an answer: it ends without a result
+            finish(0)
+        frame = parse_frame(line) if line.strip() else None
+        if not (isinstance(frame, dict) and frame.get("type") == "control_response"):
+            continue
+        response = frame.get("response") or {}
+        if response.get("request_id") == request_id:
+            return response
+
+
+def wait_for_eof() -> None:
+    while True:
+        line = STDIN.next_line()
+        if line is None:
+            return
+        frame = parse_frame(line) if line.strip() else None
+        if isinstance(frame, dict) and frame.get("type") == "user":
+            raise Exit(2, "fake claude: a second user message is not supported\n")
+
+
 def stream_json_prompt(raw: str) -> str:
     texts = []
     for line in raw.splitlines():
@@ -928,6 +1042,9 @@ class Run:
         self.turn_texts: list[str] = []
         self.exit_code = 0
         self.max_turns = int(opts["max-turns"]) if "max-turns" in opts else None
+        self.denials: list[dict[str, Any]] = []
+        self.denied: str | None = None
+        """Why the last tool use was denied (its tool_result carries it)."""
 
     # ---- output
     def emit(self, event: dict[str, Any]) -> None:
@@ -1062,7 +1179,8 @@ class Run:
             "time_to_request_ms": 0, "num_turns": max(self.turns, 1),
             "result": "".join(self.turn_texts), "stop_reason": "end_turn",
             "session_id": self.session_id, "total_cost_usd": 0.0123, "usage": usage,
-            "modelUsage": {}, "permission_denials": [], "terminal_reason": "completed",
+            "modelUsage": {}, "permission_denials": list(self.denials),
+            "terminal_reason": "completed",
             "fast_mode_state": "off", "uuid": str(uuid.uuid4())}
         event.update(overrides)
         if "modelUsage" not in overrides:
@@ -1124,7 +1242,11 @@ class Run:
                 self.last_tool_use_id = value.get("id") or rand_id("toolu_01")
                 self.assistant({"type": "tool_use", "id": self.last_tool_use_id,
                                 "name": value["name"], "input": value.get("input", {})})
+                self.denied = self.permission(value["name"], value.get("input", {}))
             elif action == "tool_result":
+                if self.denied is not None:
+                    value = {"content": self.denied, "is_error": True}
+                    self.denied = None
                 self.tool_result(value)
             elif action == "result":
                 self.result(step)
@@ -1149,11 +1271,47 @@ class Run:
                     time.sleep(3600)
             elif action == "spawn":
                 spawn_sleeper(leave_group=value == "setsid_sleeper")
-            elif action == "write":
+            elif action == "write" and self.denied is None:  # a denied tool writes nothing
                 target = Path(os.getcwd()) / value["path"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(value["content"])
+        if self.opts.get("input-format") == "stream-json":
+            wait_for_eof()  # the CLI waits for another user message until stdin closes
         finish(self.exit_code)
+
+    def permission(self, name: str, tool_input: dict[str, Any]) -> str | None:
+        """Ask the runner on stdin when the tool needs permission; why it was denied, or None."""
+        opts = self.opts
+        if opts.get("permission-prompt-tool") != "stdio" or not (
+                name in PROMPTED_TOOLS or name.startswith("mcp__")):
+            return None
+        if opts.get("permission-mode") == "bypassPermissions" or name in split_list(
+                opts.get("allowed-tools")) or name in split_list(opts.get("disallowed-tools")):
+            return None
+        request_id = str(uuid.uuid4())
+        write(sys.stdout, dumps({"type": "control_request", "request_id": request_id, "request": {
+            "subtype": "can_use_tool", "tool_name": name, "display_name": name,
+            "input": tool_input, "description": tool_input.get("description", name),
+            "permission_suggestions": [], "tool_use_id": self.last_tool_use_id}}) + "\n")
+        response = wait_for_permission(request_id)
+        answer = response.get("response") if response.get("subtype") == "success" else None
+        why = permission_refusal(answer)
+        if why is not None:
+            self.denials.append({"tool_name": name, "tool_use_id": self.last_tool_use_id,
+                                 "tool_input": tool_input})
+        return why
+
+
+def permission_refusal(answer: Any) -> str | None:
+    """None when ``answer`` allows the tool, else the tool_result text 2.1.197 gives."""
+    if isinstance(answer, dict) and answer.get("behavior") == "allow" and isinstance(
+            answer.get("updatedInput"), dict):
+        return None
+    if isinstance(answer, dict) and answer.get("behavior") == "deny" and isinstance(
+            answer.get("message"), str):
+        return answer["message"]
+    return ("Tool permission request failed: ZodError: [\n  {\n    \"code\": \"invalid_union\","
+            "\n    \"message\": \"Invalid input\"\n  }\n]")
 
 
 def crash(name: str | int) -> NoReturn:
@@ -1196,7 +1354,10 @@ def main() -> NoReturn:
     try:
         opts, operands = parse_argv(sys.argv[1:])
         ctx = validate_before_stdin(opts)
-        stdin = read_stdin(opts.get("input-format") == "stream-json")
+        if opts.get("input-format") == "stream-json":
+            stdin = read_stream_json_start(opts)
+        else:
+            stdin = read_stdin()
         STATE["stdin"] = stdin
         record(stdin)
         prompt = validate_after_stdin(opts, ctx, stdin, operands)

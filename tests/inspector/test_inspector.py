@@ -97,7 +97,7 @@ def test_the_inspector_lists_and_calls_over_stdio(inspector, workspace, fake_cla
     assert result["isError"] is False
     assert result["content"] == [{"type": "text", "text": "Looks right."}]
     assert result["structuredContent"]["cost_usd"] == 0.02
-    assert fake_claude.last()["stdin"] == "Review the parser"
+    assert fake_claude.last()["prompt"] == "Review the parser"
 
 
 def test_every_output_schema_passes_the_inspectors_strict_check(inspector, workspace,
@@ -181,4 +181,4 @@ def test_the_inspector_lists_and_calls_over_streamable_http(inspector, workspace
     assert result["isError"] is False
     assert result["content"] == [{"type": "text", "text": "Fine over HTTP."}]
     assert result["structuredContent"]["cost_usd"] == 0.03
-    assert fake_claude.last()["stdin"] == "Review over HTTP"
+    assert fake_claude.last()["prompt"] == "Review over HTTP"

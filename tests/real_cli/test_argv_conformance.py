@@ -37,13 +37,12 @@ CASES: dict[str, Case] = {
     "agent-tools-and-disallowed": Case(
         front="tools: Read, Grep, Bash(git log:*)\ndisallowedTools: Write\n",
         config={"permissions": {"disallowed_tools": ["WebFetch"]}},
-        flags=(("--allowedTools", "Read", "Grep", "Bash(git log:*)"),
-               ("--disallowedTools", "Write", "WebFetch")),
+        flags=(("--tools=Read,Grep,Bash",), ("--disallowedTools", "Write", "WebFetch")),
         model_tools=frozenset({"Read", "Grep", "Bash"})),
     "policy-narrows-tools": Case(
         front="tools: Read, Grep, Bash\n",
         config={"permissions": {"allowed_tools": ["Read", "Bash(git *)"]}},
-        flags=(("--allowedTools", "Read", "Bash(git *)"),),
+        flags=(("--tools=Read,Bash",),),
         model_tools=frozenset({"Read", "Bash"})),
     "caller-model-turns-budget": Case(
         arguments={"model": "haiku", "max_turns": 3, "max_budget_usd": 0.5},
@@ -122,7 +121,8 @@ async def test_a_skill_runs_with_its_body_its_folder_and_its_allowed_tools(works
     assert not result.is_error, result.content[0].text
     assert result.content[0].text == "Summarised."
     assert has_run(argv, ("--add-dir", str(skill.parent)))
-    assert has_run(argv, ("--allowedTools", "Grep", "Read"))
+    assert has_run(argv, ("--tools=Grep,Read",))
+    assert "--allowedTools" not in argv  # the bridge allows them when the CLI asks
     assert any(a.startswith("--append-system-prompt=") for a in argv)
     first, second = real_cli.server.turn_requests[-2:]
     assert "SKILL-BODY-SENTINEL" in first.system_text
