@@ -20,13 +20,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 
 from .events import ControlRequest
 from .rules import Decision, Rule, decide_level, stricter, subject_of, summary
-from .tool_policy import ToolPolicy
+
+if TYPE_CHECKING:  # the server imports this module before the bridge (and the config) load
+    from .tool_policy import ToolPolicy
 
 logger = logging.getLogger(__name__)
 
