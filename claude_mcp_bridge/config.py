@@ -75,8 +75,7 @@ class RuleConfig(_Section):
     """One permission rule: ``{tool = "Bash(git *)", decision = "allow"}``."""
 
     tool: Annotated[str, Field(min_length=1, pattern=r"^[^-(\s][^(]*(\(.*\))?$")]
-    """``Name``, ``Name(glob)`` (a Bash command, a path relative to the call's cwd) or a glob
-    over tool names (``mcp__calendar__*``)."""
+    """``Name``, ``Name(glob)`` (Bash command or cwd-relative path), or ``mcp__calendar__*``."""
     decision: Decision
     """allow: answer yes; deny: answer no; ask: ask the person (see ``ask_timeout_s``)."""
 
@@ -109,8 +108,7 @@ class PermissionsConfig(_Section):
     rules: list[RuleConfig] = []
     """What a call's permission prompts get, per tool pattern; the strictest match wins."""
     unmatched: Decision = "ask"
-    """The decision for a tool use no rule matches and the definition does not declare (a
-    declared tool is allowed unless a rule says otherwise)."""
+    """The decision for a tool use no rule matches and the definition does not declare."""
     ask_timeout_s: Annotated[float, Field(gt=0)] = 120.0
     """How long a question waits for the person; then the tool use is denied."""
     no_elicitation: Literal["deny", "allow"] = "deny"
@@ -152,8 +150,7 @@ class LedgerConfig(_Section):
     """A PostgreSQL database shared by bridges on several hosts (``postgresql://...``;
     needs the ``postgres`` extra). Budgets, call rows, jobs and kept answers live there."""
     lease_s: Annotated[float, Field(ge=1)] = 15.0
-    """With ``url``: how long a bridge's lease lasts unrenewed (renewed every third of it);
-    a running call of a bridge whose lease ran out is recovered by any bridge."""
+    """With ``url``: a bridge's lease (renewed every third); expired, any bridge recovers."""
     store_prompts: bool = False
     """Store prompts in full; by default only their length and SHA-256."""
 
@@ -188,11 +185,9 @@ class HttpConfig(_Section):
     session_idle_timeout_s: Annotated[float, Field(gt=0)] = 1800.0
     """A Streamable HTTP session with no request for this long is closed."""
     unused_session_timeout_s: Annotated[float, Field(gt=0)] = 60.0
-    """A Streamable HTTP session that sent no request after ``initialize`` is closed after
-    this long (it holds one of ``max_sessions`` for nothing)."""
+    """A session that sent no request after ``initialize`` is closed after this long."""
     max_connections: Annotated[int, Field(ge=1)] = 1000
-    """Open TCP connections; lowered at start to leave a quarter of the descriptor limit
-    free. At the cap a new connection closes the one idle longest (503 if none is idle)."""
+    """Open TCP connections (kept below the descriptor limit); at the cap, the idlest goes."""
     header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     """Time a connection gets to send a whole request head; then 408 and closed."""
     body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
@@ -202,8 +197,7 @@ class HttpConfig(_Section):
     drain_timeout_s: Annotated[float, Field(ge=0)] = 30.0
     """On SIGTERM/SIGINT, how long calls in flight may finish before they are stopped."""
     stateless: bool = False
-    """Streamable HTTP without sessions: every POST stands alone, so any replica behind a
-    load balancer can answer it (no GET stream: 2025 clients get no list_changed)."""
+    """Streamable HTTP without sessions: any replica behind a load balancer can answer."""
 
 
 class WarmConfig(_Section):
@@ -217,8 +211,7 @@ class CatalogConfig(_Section):
     mode: Literal["tools", "router", "both"] = "tools"
     """tools: one tool per agent and skill; router: find_agent + run_agent; both."""
     jobs: bool | None = None
-    """Publish job_start, job_status, job_result, job_cancel and job_approve (start-and-poll calls);
-    unset: yes, except in router mode, which keeps the catalog to two tools."""
+    """Publish the job_* tools (start and poll); unset: yes, except in router mode."""
     test_tool: bool | None = None
     """Publish test_agent (run an agent's test cases); unset: as ``jobs``."""
 
@@ -302,8 +295,7 @@ class ClientConfig(_Section):
     token_sha256: Sha256Hex | None = None
     """Hex SHA-256 of the client's bearer token (``token add`` writes it); unset: revoked."""
     tools: list[str] | None = None
-    """Tools it may call, by tool name (``agent_reviewer``) or definition name
-    (``reviewer``); unset: all published tools."""
+    """Tools it may call, by tool or definition name; unset: all published tools."""
     budget: BudgetConfig = BudgetConfig()
     """Its own per-call, daily and monthly caps, on top of the tool's and global ones."""
     max_concurrency: Annotated[int, Field(ge=1)] | None = None
@@ -393,10 +385,10 @@ def load_config(path: Path | None) -> Config:
         return Config()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("config file not found", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the config file: {exc}", path=path) from None
+        what = "config file not found" if isinstance(exc, FileNotFoundError) else (
+            f"cannot read the config file: {exc}")
+        raise ConfigError(what, path=path) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=path) from None
     try:
