@@ -188,7 +188,7 @@ class JobBoard:
             "cost_usd": row["cost_usd"], "error": row["error"],
         }
         if live is not None:
-            facts["elapsed_s"] = round(time.monotonic() - live.started, 1)
+            facts["elapsed_s"] = round(time.monotonic() - live.started, 3)
             facts["recent_events"] = list(live.recent)
         waiting = live.waiting if live is not None else None
         facts["waiting_for"] = waiting.facts() if waiting is not None else None

@@ -138,6 +138,19 @@ def process_group(pid: int) -> int | None:
         return None
 
 
+def started_since_boot(pid: int) -> float | None:
+    """Seconds from boot to the start of ``pid`` (Linux: ``/proc/PID/stat`` field 22, in
+    clock ticks); None elsewhere or when it cannot be read."""
+    if sys.platform != "linux":
+        return None
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
+        # the command name, in parentheses, may hold spaces: count fields after it
+        return int(stat_line.rpartition(b")")[2].split()[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def walks_process_groups() -> bool:
     """True when a tree includes its root's process group (it outlives its leader)."""
     return KIND == "posix"

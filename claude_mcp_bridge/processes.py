@@ -46,7 +46,8 @@ WATCHDOG_GRACE_S = 3.0
 
 @dataclass(frozen=True)
 class Identity:
-    """A process as pid and creation time: a reused pid has another creation time."""
+    """A process as pid and start time: a reused pid has another start time. The start
+    time is ``started(process)``, on a clock no adjustment of the system time moves."""
 
     pid: int
     created: float
@@ -57,7 +58,7 @@ class Identity:
     @classmethod
     def of(cls, pid: int) -> Identity | None:
         try:
-            return cls(pid, psutil.Process(pid).create_time())
+            return cls(pid, started(psutil.Process(pid)))
         except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
             return None
 
@@ -65,13 +66,23 @@ class Identity:
         """The live process this identity names, or None (gone, reused, or a zombie)."""
         try:
             process = psutil.Process(self.pid)
-            if abs(process.create_time() - self.created) > 0.01:
+            if abs(started(process) - self.created) > 0.01:
                 return None
             if process.status() == psutil.STATUS_ZOMBIE:
                 return None
             return process
         except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
             return None
+
+
+def started(process: psutil.Process) -> float:
+    """When ``process`` started, on a clock no setting of the system time moves: on Linux
+    the time since boot (psutil's ``create_time`` adds a boot time the kernel derives from
+    the wall clock, so a clock being synchronised moves it and one process looks like two;
+    psutil's own pid-reuse check avoids it the same way), elsewhere the creation time the
+    kernel recorded."""
+    since_boot = platform.started_since_boot(process.pid)
+    return process.create_time() if since_boot is None else since_boot
 
 
 async def start_group_leader(
@@ -174,7 +185,7 @@ def _tree(pid: int) -> list[Identity]:
     found = []
     for process in members:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            found.append(Identity(process.pid, process.create_time()))
+            found.append(Identity(process.pid, started(process)))
     return found
 
 

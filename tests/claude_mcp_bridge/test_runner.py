@@ -1,12 +1,16 @@
 """The runner owns its child: events stream out, and no process outlives a run."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
+import psutil
 import pytest
 
 from claude_mcp_bridge.events import InitEvent, ResultEvent, TextEvent
+from claude_mcp_bridge.processes import Identity
 from claude_mcp_bridge.runner import Command, Limits, run
 from tests.support import pid_alive
 
@@ -191,3 +195,24 @@ async def test_a_child_that_keeps_printing_is_not_stalled(fake_claude):
     result, _ = await collect(fake_claude, Limits(timeout_s=30, kill_grace_s=1, stall_s=0.6))
     assert not result.stalled
     assert result.result is not None and not result.result.is_error
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the boot time moves on Linux")
+def test_a_process_keeps_its_identity_when_the_clock_moves_the_boot_time(monkeypatch):
+    # The kernel derives the boot time from the wall clock: while NTP sets the clock of a
+    # fresh machine it moves, and psutil's create_time with it. A child registered before
+    # must still be recognised (the watchdog once skipped such a tree after a crash).
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        before = Identity.of(child.pid)
+        assert before is not None and before.process() is not None
+        wall = psutil.Process(child.pid).create_time()
+        moved = psutil.boot_time() + 1.0
+        monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: moved)
+        assert psutil.Process(child.pid).create_time() == pytest.approx(wall + 1.0)
+        assert before.process() is not None
+        assert Identity.of(child.pid) == before
+    finally:
+        child.communicate(b"")
+    assert before.process() is None  # and a process that ended is still told apart
