@@ -21,7 +21,8 @@ Environment variables
 ``FAKE_CLAUDE_RECORD_DIR``   if set, every invocation writes ``<dir>/<pid>.json`` (atomically):
                              ``{"argv": [args after the program], "env": {...}, "stdin": str|null,
                              "prompt": the user messages of stream-json stdin (else stdin),
-                             "cwd", "pid", "pgid", "ppid", "sid"}``; ``stdin`` is null when the run
+                             "cwd", "pid", "pgid", "ppid", "sid", "monotonic": when it was
+                             written, on CLOCK_MONOTONIC}``; ``stdin`` is null when the run
                              failed (or printed help/version) before reading stdin. ``spawn`` steps
                              append the grandchild pid to ``<dir>/<pid>.children``.
 ``FAKE_CLAUDE_VERSION``      ``2.1.197`` (default) or ``2.1.332``: which real CLI to imitate.
@@ -327,7 +328,8 @@ def record(stdin: str | None) -> None:
     pid = os.getpid()
     data = {"argv": sys.argv[1:], "env": dict(os.environ), "stdin": stdin,
             "prompt": recorded_prompt(stdin), "cwd": os.getcwd(),
-            "pid": pid, "pgid": os.getpgid(0), "ppid": os.getppid(), "sid": os.getsid(0)}
+            "pid": pid, "pgid": os.getpgid(0), "ppid": os.getppid(), "sid": os.getsid(0),
+            "monotonic": time.monotonic()}
     tmp = Path(folder) / f".{pid}.json.tmp"
     try:
         tmp.write_text(json.dumps(data, ensure_ascii=False))
