@@ -31,6 +31,8 @@ CONFIG = config_text(
     limits={"result_grace_s": 120, "kill_grace_s": 1},
     ledger={"store_prompts": True},
     reload={"enabled": False},
+    # a child that gave its result and runs on is a call in flight here, not a live session
+    warm={"live_sessions": 0},
 )
 
 
