@@ -113,6 +113,7 @@ class WarmPool:
         self._starting: dict[Key, int] = {}
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._added: anyio.Event | None = None
+        self._bounding = anyio.Lock()
         self._tasks: TaskGroup | None = None
         self.hits = 0
         self.misses = 0
@@ -211,27 +212,27 @@ class WarmPool:
     async def keep(self, session_id: str, tool: str, command: Command, kept: Kept,
                    idle_s: float) -> None:
         """Hold ``kept`` for the next call of ``session_id`` (or end it, when sessions are
-        off for the pool or the tool), then end the least recently used sessions beyond the
-        count and memory limits."""
+        off for the pool or the tool). The least recently used sessions beyond the count and
+        memory limits are ended in the background, off the call's path."""
         if self._tasks is None or not self.live.sessions or idle_s <= 0:
             await self._end_kept(kept)
             return
         old = self._live.pop(session_id, None)
-        if old is not None:
-            await self._end_kept(old.kept)
         self._live[session_id] = _Live(kept, _key(command), tool, idle_s)
+        if old is not None:
+            self._tasks.start_soon(self._end_kept, old.kept)
+        self._tasks.start_soon(self._bound)
         if self._added is not None:
             self._added.set()
-        await self._bound()
 
     async def _bound(self) -> None:
-        while len(self._live) > self.live.sessions:
-            await self._evict("the live session limit")
-        sizes = await anyio.to_thread.run_sync(self._memory)
-        while self._live and sum(sizes.values()) > self.live.memory_bytes:
-            session_id = next(iter(self._live))
-            sizes.pop(session_id, None)
-            await self._evict("the live session memory limit")
+        async with self._bounding:
+            while len(self._live) > self.live.sessions:
+                await self._evict("the live session limit")
+            sizes = await anyio.to_thread.run_sync(self._memory)
+            while self._live and sum(sizes.values()) > self.live.memory_bytes:
+                sizes.pop(next(iter(self._live)), None)
+                await self._evict("the live session memory limit")
 
     def _memory(self) -> dict[str, int]:
         """The resident memory of each live session's process tree, in bytes."""
