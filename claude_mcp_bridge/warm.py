@@ -15,7 +15,9 @@ one too: it becomes live after its first call). A follow-up call with that
 ``session_id`` and the same command line (``--resume`` aside) is written to it: no
 start-up, no transcript reload. Any other follow-up runs the usual way with
 ``--resume``, and the live process of that session is ended (a session lives in one
-process at a time). A live process that exited in between is dropped, and the
+process at a time). So does a follow-up under a per-call cap once the process spent
+anything: the CLI holds ``--max-budget-usd`` over the whole process, so a live follow-up
+would get less than its cap. A live process that exited in between is dropped, and the
 follow-up resumes. Sessions are bounded by count and by the memory their processes
 hold, the least recently used ended first, and each by its tool's idle time.
 
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 INPUT_FLAGS = ("--input-format", "stream-json")
 RESUME_FLAG = "--resume="
+CAP_FLAG = "--max-budget-usd="
 
 Key = tuple[tuple[str, ...], str, frozenset[tuple[str, str]]]
 
@@ -200,8 +203,11 @@ class WarmPool:
         if entry is None:
             return None
         exited = entry.kept.process.returncode is not None
-        if exited or entry.key != _key(command):
-            why = "it exited" if exited else "the follow-up runs another command line"
+        spent = entry.kept.cost_usd > 0 and any(a.startswith(CAP_FLAG) for a in command.argv)
+        if exited or spent or entry.key != _key(command):
+            why = ("it exited" if exited else "the CLI holds --max-budget-usd over the whole "
+                   "process, and this one spent part of it" if spent
+                   else "the follow-up runs another command line")
             logger.info("session %s: its live process is ended (%s); resuming", session_id, why)
             if self._tasks is not None:
                 self._tasks.start_soon(self._end_kept, entry.kept)

@@ -145,3 +145,18 @@ async def test_without_live_sessions_the_process_ends_with_its_call(workspace, f
         [pid] = pids(fake_claude)
         await until(lambda: not pid_alive(pid))
         assert bridge.warm.live_sessions() == 0
+
+
+async def test_under_a_per_call_cap_a_follow_up_after_spending_resumes(workspace, fake_claude):
+    # The CLI holds --max-budget-usd over its whole process: a live follow-up would get
+    # only what the first call left of it.
+    workspace.agent("reviewer")
+    fake_claude.script(ONE_TURN)
+    async with live_bridge(workspace, fake_claude, budget={"per_call_usd": 1.0}) as (_, client):
+        first = await ask(client, "first")
+        [pid] = pids(fake_claude)
+        await ask(client, "again", session_id=first["session_id"])
+        await until(lambda: not pid_alive(pid))
+    resumed = fake_claude.records()[1]
+    assert f"--resume={first['session_id']}" in resumed["argv"]
+    assert "--max-budget-usd=1" in resumed["argv"]
