@@ -255,3 +255,18 @@ async def test_a_resumed_call_pays_its_share_when_the_cli_sums_the_session(
         first = await ask(client, "first")
         again = await ask(client, "again", session_id=first["session_id"])
     assert (first["cost_usd"], again["cost_usd"]) == (0.25, charged)
+
+
+async def test_a_warm_process_becomes_a_live_session_after_its_call(workspace, fake_claude):
+    workspace.agent("reviewer")
+    fake_claude.script(TWO_TURNS)
+    async with live_bridge(workspace, fake_claude, {"size": 1}) as (bridge, client):
+        await ask(client, "first")  # cold; a warm process starts behind it
+        await until(lambda: bridge.warm.waiting() == 1)
+        warm = await ask(client, "first")  # a new session, served by the warm process
+        assert bridge.warm.hits == 1 and bridge.warm.live_sessions() == 2
+        again = await ask(client, "again", session_id=warm["session_id"])
+        assert bridge.warm.live_hits == 1
+    assert again["cost_usd"] == 0.1
+    served = [r for r in fake_claude.records() if r["prompts"] == ["first", "again"]]
+    assert len(served) == 1, "the warm process answered both of its session's questions"
