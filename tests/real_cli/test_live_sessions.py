@@ -116,3 +116,36 @@ async def test_the_session_limit_and_shutdown_end_the_live_processes(workspace, 
         await until(lambda: not pid_alive(older))  # the least recently used made room
         assert pid_alive(newer) and bridge.warm.live_sessions() == 1
     await until(lambda: not pid_alive(newer))
+
+
+async def test_a_live_follow_up_times_out_like_any_call(workspace, real_cli):
+    workspace.agent("reviewer", "tools: Read\n")
+    real_cli.server.add({"text": "answer one"}, {"hold": "never"})
+    settings = bridge_settings(workspace, real_cli, {
+        "warm": {"live_sessions": 2}, "limits": {"kill_grace_s": 2},
+        "agents": {"reviewer": {"limits": {"timeout_s": 10}}}})
+    try:
+        with open_bridge(settings) as bridge, anyio.fail_after(120):
+            async with bridge.warm.running(), Client(create_server(bridge)) as client:
+                first = await ask(client, "first question")
+                [pid] = real_cli.pids()
+                late = await client.call_tool("agent_reviewer", {
+                    "prompt": "second question",
+                    "session_id": first.structured_content["session_id"]})
+                assert late.is_error and "timed out" in late.content[0].text
+                await until(lambda: not pid_alive(pid))
+                assert bridge.warm.live_sessions() == 0
+    finally:
+        real_cli.server.release("never")
+
+
+async def test_a_changed_agent_file_ends_its_live_session(workspace, real_cli):
+    path = workspace.agent("reviewer", "tools: Read\n")
+    real_cli.server.add({"text": "answer one"})
+    async with live(workspace, real_cli) as (bridge, client):
+        await ask(client, "first question")
+        [pid] = real_cli.pids()
+        path.write_text(path.read_text().replace("You help.", "You review closely."))
+        await bridge.reload()
+        await until(lambda: not pid_alive(pid))
+        assert bridge.warm.live_sessions() == 0
