@@ -34,7 +34,9 @@ from .command import Command, build_command
 from .decisions import record_decision
 from .errors import CommandError, QueueFull, UnknownToolError
 from .events import Event, ResultEvent
+from .followups import session_cost, session_refusal
 from .inflight import InFlight
+from .kept import Kept
 from .ledger import CallStart, Ledger, Reservation
 from .ledger_schema import LEDGER_ERRORS
 from .outcomes import Refusal, Reply
@@ -47,7 +49,7 @@ from .settings import Settings
 from .settle import Settler, retried
 from .slots import Slots
 from .tool_policy import ToolPolicy
-from .warm import WarmPool
+from .warm import LiveLimits, WarmPool, how
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +121,9 @@ class Bridge:
         self.global_budget = Budget(budget.per_call_usd, budget.daily_usd, budget.monthly_usd)
         self.clients = Clients.from_config(settings.config)
         """The current clients; replaced as a whole when the config file changes."""
-        self.warm = WarmPool(settings.config.warm.size, settings.config.warm.idle_s,
-                             limits.kill_grace_s)
+        warm = settings.config.warm
+        self.warm = WarmPool(warm.size, warm.idle_s, limits.kill_grace_s, LiveLimits(
+            warm.live_sessions, warm.live_memory_mb << 20))
         self.answers = kept_answers(ledger, settings.ledger_path.parent / "results")
         self.settler = Settler(ledger)
         self.started = time.monotonic()
@@ -174,7 +177,7 @@ class Bridge:
             client=client)
         ceiling = None if client is None else self.clients.get(client)
         planned: tuple[RunPlan, Command] | Refusal
-        if (session := await self._session_refusal(tool, arguments.session_id)) is not None:
+        if (session := await session_refusal(self.ledger, tool, arguments.session_id)):
             planned = session
         elif client is not None and ceiling is None:  # removed from the config since
             planned = Refusal("policy", f"client {client} is no longer configured")
@@ -270,19 +273,17 @@ class Bridge:
         spend: _Spend, desk: PermissionDesk,
     ) -> tuple[CallReport, Any]:
         definition = admitted.definition
-        command, warm = admitted.command, None
-        if admitted.plan.session_id is None:
-            taken = self.warm.take(command)
-            if taken is not None:
-                command, warm = taken
+        command, started = self.warm.take_for(admitted.command, admitted.plan.session_id)
         try:
-            await progress.say(f"starting {definition.kind} {definition.name}"
-                               + (" (warm)" if warm else ""))
+            await progress.say(f"starting {definition.kind} {definition.name}{how(started)}")
         except BaseException:
-            if warm is not None:  # cancelled before the run owns it: end it here
-                await self.warm.discard(warm)
+            if started is not None:  # cancelled before the run owns it: end it here
+                await self.warm.discard(started)
             raise
+        seen = []
+
         async def on_event(event: Event) -> None:
+            seen.append(True)
             if isinstance(event, ResultEvent) and event.total_cost_usd is not None:
                 spend.reported = cost = event.total_cost_usd
                 await retried(lambda: self.ledger.note_cost(admitted.call_id, cost),
@@ -293,11 +294,23 @@ class Bridge:
             await retried(lambda: self.ledger.note_child(admitted.call_id, child),
                           f"recording the child of call {admitted.call_id[:8]}")
 
+        keep = admitted.policy.live_idle_s > 0
+        before = await session_cost(self.ledger, admitted.plan.session_id)
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.heartbeat, self.settings.config.limits.heartbeat_s, began)
-            result = await run(command, limits, on_event, started=warm, on_spawn=on_spawn,
-                               on_control=desk.answer)
+            result = await run(command, limits, on_event, started=started, keep=keep,
+                               session_cost=before, on_spawn=on_spawn, on_control=desk.answer)
+            if isinstance(started, Kept) and result.result is None and not seen:
+                # the live process died before it took the follow-up: resume it instead
+                logger.info("call %s: the live session did not answer (%s); resuming",
+                            admitted.call_id[:8], result.exit_code)
+                result = await run(admitted.command, limits, on_event, keep=keep,
+                                   session_cost=before, on_spawn=on_spawn,
+                                   on_control=desk.answer)
             tg.cancel_scope.cancel()
+        if result.kept is not None and result.result and result.result.session_id:
+            await self.warm.keep(result.result.session_id, admitted.tool, admitted.command,
+                                 result.kept, admitted.policy.live_idle_s)
         outcome = await self._bounded(admitted.call_id, report(admitted.tool, result, limits))
         return outcome, result.result.structured_output if result.result else None
 
@@ -315,22 +328,6 @@ class Bridge:
                          call_id[:8], len(outcome.message), exc)
             return bounded(outcome, limit, None, exc.strerror or str(exc))
         return bounded(outcome, limit, uri)
-
-    async def _session_refusal(self, tool: str, session_id: str | None) -> Refusal | None:
-        """A session resumes only through the tool that created it (the ledger knows which):
-        another tool's session would run its conversation under this tool's policy."""
-        if session_id is None:
-            return None
-        owner = await anyio.to_thread.run_sync(self.ledger.session_tool, session_id)
-        if owner == tool:
-            return None
-        if owner is None:
-            return Refusal("policy", f"session_id {session_id} is not a session of {tool}: no "
-                           "call through this bridge reported it; pass the session_id of an "
-                           f"earlier {tool} result, or leave it out to start a new session")
-        return Refusal("policy", f"session_id {session_id} belongs to {owner}, not {tool}: a "
-                       "session continues only with the tool that started it; call "
-                       f"{owner} to follow it up, or leave session_id out")
 
     def _plan(
         self, definition: Definition, policy: ToolPolicy, arguments: CallArguments,
@@ -363,7 +360,11 @@ class Bridge:
         catalog = await anyio.to_thread.run_sync(load_catalog, self.settings)
         before = {t.name: t for t in self.catalog.tools}
         after = {t.name: t for t in catalog.tools}
+        changed = [name for name, entry in self.catalog.entries.items()
+                   if (new := catalog.get(name)) is None
+                   or new.definition.sha256 != entry.definition.sha256]
         self.catalog = catalog
+        await self.warm.end_sessions(changed)
         rejected = sum(1 for d in catalog.registry.diagnostics if d.severity == "error")
         logger.info("definitions reloaded: %d tools, %d files rejected", len(after), rejected,
                     extra={"event": "catalog.reload", "tools": len(after), "rejected": rejected})
