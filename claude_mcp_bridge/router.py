@@ -17,6 +17,9 @@ past success in the ledger. The fields:
 - body: the agent's instructions, weighted down: the best single signal for tasks
   phrased away from the description, without drowning it.
 
+Two of the task's words that the name or description has side by side ("state file",
+"re render") add a bonus of their own: a phrase says more than its words apart.
+
 Users and authors name the same thing differently ("pods" / "Kubernetes"), so the task
 is also matched, at a lower weight, through the words ``vocabulary.py`` relates to its
 words; a match says which of the task's words brought each related word in.
@@ -35,6 +38,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
 from typing import Any, Literal
 
 from .catalog import Catalog, ToolEntry
@@ -63,6 +67,10 @@ class Weights:
     related: float = 0.4
     """What a word brought in by ``vocabulary.py`` counts for, against one the task has;
     each of the task's words that brings it in adds this much, up to 1."""
+    pairs: float = 0.5
+    """Two of the task's words in a row that are also in a row in the name or description
+    ("state file", "re render"): this times their mean IDF is added, as a phrase says
+    more than its words apart."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class Match:
     related: Mapping[str, tuple[str, tuple[Field, ...]]] = field(default_factory=dict)
     """Each matched word the task did not have: the task's word that brought it in, and
     the fields it was found in."""
+    pairs: tuple[tuple[str, str], ...] = ()
+    """The task's words that are also side by side in the name or description."""
 
 
 _Posting = tuple[int, float, tuple[Field, ...]]
@@ -122,6 +132,19 @@ class Router:
         return [doc["name"].keys() | doc["phrases"].keys() | doc["description"].keys()
                 | doc["body"].keys() for doc in self._docs]
 
+    @cached_property
+    def _pairs(self) -> dict[tuple[str, str], list[int]]:
+        """Each two words side by side in a name or description -> the definitions that have
+        them so. Made by the first task, not at start-up."""
+        found: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, entry in enumerate(self._entries):
+            name, description = entry.definition.name, entry.definition.description
+            for said in (words(name.replace("-", " ").replace("_", " ")), words(description)):
+                for pair in dict.fromkeys(pairwise(said)):
+                    if not found[pair] or found[pair][-1] != i:
+                        found[pair].append(i)
+        return dict(found)
+
     def postings(self, term: str) -> list[_Posting]:
         found = self._postings.get(term)
         if found is not None:
@@ -160,15 +183,31 @@ class Router:
             for doc, contribution, fields in self.postings(term):
                 scores[doc] += contribution * weight
                 related[doc][term] = (source, fields)
+        pairs = self._side_by_side(said, scores)
         ranked = []
         for i, score in scores.items():
             ok, calls = (history or {}).get(self._entries[i].name, (0, 0))
             ranked.append((score * (0.9 + 0.2 * (ok + 1) / (calls + 2)), i))  # 0.9..1.1
         ranked.sort(key=lambda item: (-item[0], self._entries[item[1]].name))
         spelled = _spellings(task)
-        return [_match(score, self._entries[i], matched[i], related[i], spelled,
-                       (history or {}).get(self._entries[i].name))
+        return [_match(score, self._entries[i], (matched[i], related[i], tuple(pairs[i])),
+                       spelled, (history or {}).get(self._entries[i].name))
                 for score, i in ranked[:limit]]
+
+    def _side_by_side(self, said: list[str], scores: dict[int, float]
+                      ) -> dict[int, list[tuple[str, str]]]:
+        """Add the bonus for each two words of the task that a name or description has side
+        by side; the pairs each definition had."""
+        pairs: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        for pair in dict.fromkeys(pairwise(said)):
+            holders = self._pairs.get(pair)
+            if not holders:
+                continue
+            idf = self._idf(len(self.postings(pair[0]))) + self._idf(len(self.postings(pair[1])))
+            for doc in holders:
+                scores[doc] += self._weights.pairs * idf / 2
+                pairs[doc].append(pair)
+        return pairs
 
 
 def _related(phrase: list[str], said: Mapping[str, int]) -> dict[str, tuple[str, int]]:
@@ -215,24 +254,31 @@ _FIELD_LABEL: dict[Field, str] = {"name": "name", "phrases": "when to use",
                                   "description": "description", "body": "instructions"}
 
 
-def _match(score: float, entry: ToolEntry, matched: Mapping[str, tuple[Field, ...]],
-           related: Mapping[str, tuple[str, tuple[Field, ...]]], spelled: Mapping[str, str],
+_Found = tuple[Mapping[str, tuple[Field, ...]], Mapping[str, tuple[str, tuple[Field, ...]]],
+               tuple[tuple[str, str], ...]]
+"""What a definition matched: the task's words, related words, and pairs of words."""
+
+
+def _match(score: float, entry: ToolEntry, found: _Found, spelled: Mapping[str, str],
            history: tuple[int, int] | None) -> Match:
     definition = entry.definition
+    matched, related, pairs = found
     order = sorted(matched, key=lambda t: FIELDS.index(matched[t][0]))
     said = [f"{spelled.get(t, t)} ({_labels(matched[t])})" for t in order]
     brought = [f"{vocabulary().spelled.get(t, t)} for "
                f"{' '.join(spelled.get(w, w) for w in source.split())} ({_labels(fields)})"
                for t, (source, fields) in sorted(related.items(),
                                                  key=lambda item: FIELDS.index(item[1][1][0]))]
+    together = [f'"{spelled.get(a, a)} {spelled.get(b, b)}"' for a, b in pairs]
     why = "; ".join(part for part in (
         "matches " + ", ".join(said) if said else "",
+        "side by side: " + ", ".join(together) if together else "",
         "related words: " + ", ".join(brought) if brought else "") if part)
     if history and history[1]:
         ok, calls = history
         why += f"; {calls} past calls, {100 * ok // calls}% succeeded"
     return Match(entry.name, definition.name, definition.kind, round(score, 3), why,
-                 definition.description, dict(matched), dict(related))
+                 definition.description, dict(matched), dict(related), pairs)
 
 
 def _labels(fields: tuple[Field, ...]) -> str:

@@ -66,6 +66,17 @@ def test_a_task_with_none_of_the_agents_words_is_found_through_related_words(wor
     assert "accessibility for blind (description)" in best.why
 
 
+def test_words_side_by_side_in_the_description_rank_above_the_same_words_apart(workspace):
+    workspace.agent("apart", description="Keeps a state machine and a file store.")
+    workspace.agent("together", description="Keeps a state file and a machine store.")
+    registry = load_registry(Roots(workspace.user_claude, workspace.project))
+    router = router_for(build_catalog(registry, Config(), workspace.project))
+    [best, other] = router.rank("our state file is corrupted")
+    assert (best.name, other.name) == ("together", "apart")
+    assert best.pairs == ((stem("state"), stem("file")),) and not other.pairs
+    assert 'side by side: "state file"' in best.why
+
+
 def test_past_success_breaks_a_tie(workspace):
     workspace.agent("reviewer-a", description="Reviews Python code.")
     workspace.agent("reviewer-b", description="Reviews Python code.")
