@@ -103,8 +103,11 @@ class Router:
                  weights: Weights | None = None):
         self._weights = weights or Weights()
         self._entries = list(entries)
-        self._docs = [_fields(entry, (tags or {}).get(entry.name, []))
-                      for entry in self._entries]
+        self._said = [(words(_name_text(e)), words(e.definition.description))
+                      for e in self._entries]
+        """Each definition's name and description as terms in order, for ``_pairs``."""
+        self._docs = [_fields(entry, (tags or {}).get(entry.name, []), said)
+                      for entry, said in zip(self._entries, self._said, strict=True)]
         count = len(self._docs)
         self._count = count
         self._rarest = math.log(1 + (count - 0.5) / 1.5) if count else 1.0
@@ -114,6 +117,7 @@ class Router:
         self._norm = [{f: w.weight[f] / (1 - w.b[f] + w.b[f] * n[f] / (average[f] or 1.0))
                        for f in FIELDS} for n in lengths]
         self._postings: dict[str, list[_Posting]] = {}
+        self._pair_postings: dict[str, list[int]] = {}
 
     def idf(self, term: str) -> float:
         """How distinctive ``term`` is in this catalog (0 for a word no definition has)."""
@@ -133,17 +137,21 @@ class Router:
                 | doc["body"].keys() for doc in self._docs]
 
     @cached_property
-    def _pairs(self) -> dict[tuple[str, str], list[int]]:
-        """Each two words side by side in a name or description -> the definitions that have
-        them so. Made by the first task, not at start-up."""
-        found: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for i, entry in enumerate(self._entries):
-            name, description = entry.definition.name, entry.definition.description
-            for said in (words(name.replace("-", " ").replace("_", " ")), words(description)):
-                for pair in dict.fromkeys(pairwise(said)):
-                    if not found[pair] or found[pair][-1] != i:
-                        found[pair].append(i)
-        return dict(found)
+    def _pairs(self) -> list[frozenset[str]]:
+        """Each definition's words side by side in its name or description, as "one two".
+        Made by the first task, not at start-up; strings, not tuples, and one set each,
+        so the index adds few objects for the garbage collector to walk."""
+        return [frozenset([*map(" ".join, pairwise(name)),
+                           *map(" ".join, pairwise(description))])
+                for name, description in self._said]
+
+    def _pair_holders(self, pair: str) -> list[int]:
+        found = self._pair_postings.get(pair)
+        if found is None:
+            found = [i for i, pairs in enumerate(self._pairs) if pair in pairs]
+            if len(self._pair_postings) < MAX_CACHED_TERMS:
+                self._pair_postings[pair] = found
+        return found
 
     def postings(self, term: str) -> list[_Posting]:
         found = self._postings.get(term)
@@ -200,7 +208,7 @@ class Router:
         by side; the pairs each definition had."""
         pairs: dict[int, list[tuple[str, str]]] = defaultdict(list)
         for pair in dict.fromkeys(pairwise(said)):
-            holders = self._pairs.get(pair)
+            holders = self._pair_holders(" ".join(pair))
             if not holders:
                 continue
             idf = self._idf(len(self.postings(pair[0]))) + self._idf(len(self.postings(pair[1])))
@@ -227,16 +235,23 @@ def _related(phrase: list[str], said: Mapping[str, int]) -> dict[str, tuple[str,
     return {term: brought for term, brought in found.items() if term not in said}
 
 
-def _fields(entry: ToolEntry, tags: list[str]) -> dict[Field, dict[str, int]]:
+def _name_text(entry: ToolEntry) -> str:
+    return entry.definition.name.replace("-", " ").replace("_", " ")
+
+
+def _fields(entry: ToolEntry, tags: list[str], said: tuple[list[str], list[str]]
+            ) -> dict[Field, dict[str, int]]:
+    """The terms of each field and how often; ``said`` is the name and description in
+    terms, already made."""
     definition = entry.definition
     own_tags = definition.extra.get("tags")
     if isinstance(own_tags, str):
         own_tags = own_tags.split(",")
     vocabulary = [*tags, *(str(t) for t in own_tags or [])]
     return {
-        "name": terms(definition.name.replace("-", " ").replace("_", " ")),
+        "name": Counter(said[0]),
         "phrases": terms(f"{user_phrases(definition.description)} {' '.join(vocabulary)}"),
-        "description": terms(definition.description),
+        "description": Counter(said[1]),
         "body": terms(definition.body[:BODY_CHARS]),
     }
 
