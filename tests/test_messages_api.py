@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,36 @@ def test_delay_waits_before_answering_and_a_bare_modifier_applies_to_the_next_tu
         started = time.monotonic()
         assert assemble(post(server).events())["content"][0]["text"] == "prompt"
         assert time.monotonic() - started >= 0.25
+
+
+def test_a_held_turn_is_answered_only_once_released() -> None:
+    with scripted_model([{"text": "held", "hold": "go"}]) as server:
+        reply: dict[str, Reply] = {}
+        client = threading.Thread(target=lambda: reply.update(answer=post(server)))
+        client.start()
+        assert server.wait_for_turns(1, timeout=5)
+        client.join(0.3)  # a bound: the answer must not come while held
+        assert client.is_alive() and not reply
+        server.release("go")
+        client.join(5)
+        assert assemble(reply["answer"].events())["content"][0]["text"] == "held"
+
+
+def test_stopping_the_server_ends_a_held_turn() -> None:
+    before = set(threading.enumerate())
+    server = ScriptedModel([{"text": "never", "hold": "never released"}]).start()
+
+    def ask() -> None:
+        with suppress(ConnectionError, http.client.HTTPException):  # no answer comes
+            post(server)
+
+    client = threading.Thread(target=ask)
+    client.start()
+    assert server.wait_for_turns(1, timeout=5)
+    server.stop()
+    client.join(5)
+    assert not client.is_alive()
+    assert set(threading.enumerate()) - before == set()
 
 
 def test_slow_spreads_the_stream_over_time_in_several_deltas() -> None:

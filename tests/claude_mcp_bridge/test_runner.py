@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from claude_mcp_bridge.events import InitEvent, ResultEvent, TextEvent
-from claude_mcp_bridge.processes import Identity
+from claude_mcp_bridge.processes import MARK, Identity, marked, marked_env
 from claude_mcp_bridge.runner import Command, Limits, run
 from tests.support import pid_alive
 
@@ -216,3 +216,20 @@ def test_a_process_keeps_its_identity_when_the_clock_moves_the_boot_time(monkeyp
     finally:
         child.communicate(b"")
     assert before.process() is None  # and a process that ended is still told apart
+
+
+def test_the_watchdog_finds_what_a_call_left_by_the_mark_it_inherited():
+    # A CLI exits when its stdin closes with a dead bridge; a daemon it left (setsid, its
+    # parent gone) is no one's descendant any more, but it still carries the mark.
+    marked_child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                                    stdin=subprocess.PIPE, env=marked_env(dict(os.environ)),
+                                    start_new_session=True)
+    plain = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE, start_new_session=True)
+    try:
+        found = {identity.pid for identity in marked(MARK)}
+        assert marked_child.pid in found and plain.pid not in found
+        assert os.getpid() not in found
+    finally:
+        marked_child.communicate(b"")
+        plain.communicate(b"")
