@@ -727,12 +727,26 @@ def test_sigint_in_text_mode(tmp_path: Path) -> None:
         assert out.rest() == "Execution error"
 
 
-def catches(pid: int, signum: int) -> bool:
-    """True once process ``pid`` has a handler for ``signum``."""
+def signal_set(pid: int, field: str, signum: int) -> bool:
+    """True when ``signum`` is in the ``field`` mask (SigCgt: caught, SigIgn: ignored) of
+    process ``pid``."""
     status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M)
+    match = re.search(rf"^{field}:\s*([0-9a-f]+)", status, re.M)
     assert match
     return bool(int(match.group(1), 16) >> (signum - 1) & 1)
+
+
+def catches(pid: int, signum: int) -> bool:
+    """True once process ``pid`` has a handler for ``signum``."""
+    return signal_set(pid, "SigCgt", signum)
+
+
+def wait_until(check: Any, within: float = 10) -> None:
+    """Poll ``check`` (another process's state: nothing announces it) for up to ``within`` s."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"not true within {within}s: {check}"
+        time.sleep(0.01)
 
 
 def test_sigint_before_the_run_is_ignored(tmp_path: Path) -> None:
@@ -740,10 +754,7 @@ def test_sigint_before_the_run_is_ignored(tmp_path: Path) -> None:
     with subprocess.Popen([sys.executable, str(FAKE), "-p", "arg"], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                           cwd=tmp_path) as proc:
-        deadline = time.monotonic() + 10
-        while not catches(proc.pid, signal.SIGTERM):  # the fake installs it after SIGINT's
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: catches(proc.pid, signal.SIGTERM))  # installed after SIGINT's
         proc.send_signal(signal.SIGINT)  # while it waits for stdin (closed by communicate)
         out, err = proc.communicate(timeout=10)
     assert (proc.returncode, out, err) == (0, b"Fake answer to: arg\n", b"")
@@ -752,7 +763,10 @@ def test_sigint_before_the_run_is_ignored(tmp_path: Path) -> None:
 def test_hang_ignoring_sigterm_needs_sigkill(tmp_path: Path) -> None:
     with started(tmp_path, [{"init": {}}, {"hang": "ignore_term"}]) as (proc, out, _):
         out.line()
-        time.sleep(0.1)  # let the fake reach the hang step and ignore the signals
+        # The init line comes before the hang step: a signal sent before that step has
+        # set SIG_IGN reaches the handler that exits 143.
+        wait_until(lambda: all(signal_set(proc.pid, "SigIgn", s)
+                               for s in (signal.SIGTERM, signal.SIGINT)))
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGINT)
         with pytest.raises(subprocess.TimeoutExpired):

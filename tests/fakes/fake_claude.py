@@ -24,7 +24,8 @@ Environment variables
                              ``{"argv": [args after the program], "env": {...}, "stdin": str|null,
                              "prompt": the user messages of stream-json stdin (else stdin),
                              "prompts": [the prompt of each turn so far], "cwd", "pid", "pgid",
-                             "ppid", "sid"}``; ``stdin`` (what was read up to the first turn) is
+                             "ppid", "sid", "monotonic": when it was written, on
+                             CLOCK_MONOTONIC}``; ``stdin`` (what was read up to the first turn) is
                              null when the run failed (or printed help/version) before reading
                              stdin. The file is rewritten when a turn starts. ``spawn`` steps
                              append the grandchild pid to ``<dir>/<pid>.children``.
@@ -357,7 +358,8 @@ def record(stdin: str | None) -> None:
     pid = os.getpid()
     data = {"argv": sys.argv[1:], "env": dict(os.environ), "stdin": stdin,
             "prompt": recorded_prompt(stdin), "prompts": STATE["prompts"], "cwd": os.getcwd(),
-            "pid": pid, "pgid": os.getpgid(0), "ppid": os.getppid(), "sid": os.getsid(0)}
+            "pid": pid, "pgid": os.getpgid(0), "ppid": os.getppid(), "sid": os.getsid(0),
+            "monotonic": time.monotonic()}
     tmp = Path(folder) / f".{pid}.json.tmp"
     try:
         tmp.write_text(json.dumps(data, ensure_ascii=False))
