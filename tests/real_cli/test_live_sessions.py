@@ -94,6 +94,11 @@ async def test_a_crashed_live_process_is_resumed_with_its_context(workspace, rea
     async with live(workspace, real_cli) as (_, client):
         first = await ask(client, "first question")
         [pid] = real_cli.pids()
+        # the CLI writes its transcript after the answer: a crash before that loses the
+        # session for any resume, and that is not what this test is about
+        session = first.structured_content["session_id"]
+        await until(lambda: any("answer one" in path.read_text(errors="replace")
+                                for path in workspace.home.rglob(f"{session}.jsonl")))
         os.kill(pid, signal.SIGKILL)
         await until(lambda: not pid_alive(pid))
         second = await ask(client, "second question",
