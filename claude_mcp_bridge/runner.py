@@ -224,16 +224,15 @@ async def _supervise(
         tg.start_soon(_drain_tail, process.stderr, collected.stderr, limits.stderr_tail_bytes)
         tg.start_soon(_read_events, stdout, limits.max_line_bytes, on_event, collected,
                       answerer)
-        if keep:
-            # the turn is over once its result is handled; the child waits for the next
+        if keep:  # the turn is over once its result is handled; the child waits on
             await _turn_or_end(process, collected, limits)
-            tg.cancel_scope.cancel()
-            return
-        await _wait_for_end(process, collected, limits)
-        # Output written just before exit is still in the pipe; a leaked grandchild may
-        # hold the pipe open forever, so the wait for EOF is bounded.
-        with anyio.move_on_after(1.0):
-            await collected.stdout_done.wait()
+        else:
+            await _wait_for_end(process, collected, limits)
+        if not (keep and collected.result_handled.is_set()):
+            # Output written just before exit is still in the pipe; a leaked grandchild may
+            # hold the pipe open forever, so the wait for EOF is bounded.
+            with anyio.move_on_after(1.0):
+                await collected.stdout_done.wait()
         tg.cancel_scope.cancel()
 
 

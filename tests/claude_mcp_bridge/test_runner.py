@@ -1,5 +1,6 @@
 """The runner owns its child: events stream out, and no process outlives a run."""
 
+import json
 import os
 import subprocess
 import sys
@@ -235,3 +236,31 @@ def test_the_watchdog_finds_what_a_call_left_by_the_mark_it_inherited():
     finally:
         marked_child.communicate(b"")
         plain.communicate(b"")
+
+
+async def test_a_child_kept_for_a_follow_up_that_exits_right_after_its_result_still_answers(
+        tmp_path):
+    # Its exit is seen while its last lines still wait in the pipe (here: the handler of
+    # its first event returns only once it has exited): the result must still be read.
+    init = {"type": "system", "subtype": "init", "session_id": "s-1", "tools": []}
+    result = {"type": "result", "subtype": "success", "is_error": False, "result": "bye",
+              "session_id": "s-1", "total_cost_usd": 0.01}
+    script = tmp_path / "quick.sh"
+    go, pid_file = tmp_path / "go", tmp_path / "pid"
+    script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\necho '{json.dumps(init)}'\n"
+                      f"while [ ! -f {go} ]; do :; done\necho '{json.dumps(result)}'\n")
+    script.chmod(0o755)
+    quick = Command(argv=(str(script),), env={"PATH": os.environ["PATH"]}, cwd=tmp_path,
+                    stdin=b"", interactive=True)
+
+    async def slow(event):
+        if isinstance(event, InitEvent):  # the result is written, and the child gone
+            go.touch()
+            pid = int(pid_file.read_text())
+            with anyio.fail_after(10):
+                while Path(f"/proc/{pid}").exists():  # noqa: ASYNC110, ASYNC240 - reaped
+                    await anyio.sleep(0.01)
+
+    done = await run(quick, LIMITS, slow, keep=True)
+    assert done.result is not None and done.result.result == "bye", done
+    assert done.kept is None, "a child that exited is not kept"
