@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 
 from .concurrency import bench_concurrency
+from .followup import bench_followup
 from .latency import bench_latency
 from .options import Options
 from .peers import bench_peers
@@ -29,6 +30,7 @@ BENCHES: dict[str, Callable[[Options], Awaitable[Table]]] = {
     "scale": bench_scale,
     "concurrency": bench_concurrency,
     "streaming": bench_streaming,
+    "followup": bench_followup,
     "reload": bench_reload,
     "router": bench_router,
     "startup": bench_startup,

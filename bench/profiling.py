@@ -106,7 +106,7 @@ def catalog_stages(quick: bool) -> Table:
     from agents_registry.registry import MAX_DEFINITION_BYTES, _read_bytes
     from claude_mcp_bridge.catalog import build_catalog
     from claude_mcp_bridge.config import Config
-    from claude_mcp_bridge.policy import tool_policy
+    from claude_mcp_bridge.tool_policy import tool_policy
 
     table = Table("Catalog of 2,000 agents + 500 skills, stage by stage (in process)",
                   ["stage", "p50 ms", "min ms"])

@@ -42,12 +42,12 @@ from .policy import RunPlan, plan_call
 from .processes import Identity
 from .progress import Progress
 from .result import CallReport, bounded, reply, report
-from .runner import Limits, run
+from .runner import Kept, Limits, run
 from .settings import Settings
 from .settle import Settler, retried
 from .slots import Slots
 from .tool_policy import ToolPolicy
-from .warm import WarmPool
+from .warm import LiveLimits, WarmPool, how
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +119,9 @@ class Bridge:
         self.global_budget = Budget(budget.per_call_usd, budget.daily_usd, budget.monthly_usd)
         self.clients = Clients.from_config(settings.config)
         """The current clients; replaced as a whole when the config file changes."""
-        self.warm = WarmPool(settings.config.warm.size, settings.config.warm.idle_s,
-                             limits.kill_grace_s)
+        warm = settings.config.warm
+        self.warm = WarmPool(warm.size, warm.idle_s, limits.kill_grace_s, LiveLimits(
+            warm.live_sessions, warm.live_memory_mb << 20))
         self.answers = kept_answers(ledger, settings.ledger_path.parent / "results")
         self.settler = Settler(ledger)
         self.started = time.monotonic()
@@ -270,19 +271,17 @@ class Bridge:
         spend: _Spend, desk: PermissionDesk,
     ) -> tuple[CallReport, Any]:
         definition = admitted.definition
-        command, warm = admitted.command, None
-        if admitted.plan.session_id is None:
-            taken = self.warm.take(command)
-            if taken is not None:
-                command, warm = taken
+        command, started = self.warm.take_for(admitted.command, admitted.plan.session_id)
         try:
-            await progress.say(f"starting {definition.kind} {definition.name}"
-                               + (" (warm)" if warm else ""))
+            await progress.say(f"starting {definition.kind} {definition.name}{how(started)}")
         except BaseException:
-            if warm is not None:  # cancelled before the run owns it: end it here
-                await self.warm.discard(warm)
+            if started is not None:  # cancelled before the run owns it: end it here
+                await self.warm.discard(started)
             raise
+        seen = []
+
         async def on_event(event: Event) -> None:
+            seen.append(True)
             if isinstance(event, ResultEvent) and event.total_cost_usd is not None:
                 spend.reported = cost = event.total_cost_usd
                 # written before the answer: a crash before the settlement is charged this
@@ -294,11 +293,21 @@ class Bridge:
             await retried(lambda: self.ledger.note_child(admitted.call_id, child),
                           f"recording the child of call {admitted.call_id[:8]}")
 
+        keep = admitted.policy.live_idle_s > 0
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.heartbeat, self.settings.config.limits.heartbeat_s, began)
-            result = await run(command, limits, on_event, started=warm, on_spawn=on_spawn,
-                               on_control=desk.answer)
+            result = await run(command, limits, on_event, started=started, keep=keep,
+                               on_spawn=on_spawn, on_control=desk.answer)
+            if isinstance(started, Kept) and result.result is None and not seen:
+                # the live process died before it took the follow-up: resume it instead
+                logger.info("call %s: the live session did not answer (%s); resuming",
+                            admitted.call_id[:8], result.exit_code)
+                result = await run(admitted.command, limits, on_event, keep=keep,
+                                   on_spawn=on_spawn, on_control=desk.answer)
             tg.cancel_scope.cancel()
+        if result.kept is not None and result.result and result.result.session_id:
+            await self.warm.keep(result.result.session_id, admitted.tool, admitted.command,
+                                 result.kept, admitted.policy.live_idle_s)
         outcome = await self._bounded(admitted.call_id, report(admitted.tool, result, limits))
         return outcome, result.result.structured_output if result.result else None
 
@@ -364,7 +373,11 @@ class Bridge:
         catalog = await anyio.to_thread.run_sync(load_catalog, self.settings)
         before = {t.name: t for t in self.catalog.tools}
         after = {t.name: t for t in catalog.tools}
+        changed = [name for name, entry in self.catalog.entries.items()
+                   if (new := catalog.get(name)) is None
+                   or new.definition.sha256 != entry.definition.sha256]
         self.catalog = catalog
+        await self.warm.end_sessions(changed)
         rejected = sum(1 for d in catalog.registry.diagnostics if d.severity == "error")
         logger.info("definitions reloaded: %d tools, %d files rejected", len(after), rejected,
                     extra={"event": "catalog.reload", "tools": len(after), "rejected": rejected})

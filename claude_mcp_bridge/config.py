@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from .config_sections import CatalogConfig, ReloadConfig, WarmConfig
 from .errors import ConfigError
 
 PermissionMode = Literal[
@@ -200,43 +201,12 @@ class HttpConfig(_Section):
     """Streamable HTTP without sessions: any replica behind a load balancer can answer."""
 
 
-class WarmConfig(_Section):
-    size: Annotated[int, Field(ge=0, le=16)] = 0
-    """CLI processes kept started ahead of time per command line (0: off)."""
-    idle_s: Annotated[float, Field(gt=0)] = 300.0
-    """A warm process unused this long is ended."""
-
-
-class CatalogConfig(_Section):
-    mode: Literal["tools", "router", "both"] = "tools"
-    """tools: one tool per agent and skill; router: find_agent + run_agent; both."""
-    jobs: bool | None = None
-    """Publish the job_* tools (start and poll); unset: yes, except in router mode."""
-    test_tool: bool | None = None
-    """Publish test_agent (run an agent's test cases); unset: as ``jobs``."""
-
-    @property
-    def publish_jobs(self) -> bool:
-        return self.jobs if self.jobs is not None else self.mode != "router"
-
-    @property
-    def publish_test_tool(self) -> bool:
-        return self.test_tool if self.test_tool is not None else self.mode != "router"
-
-
-class ReloadConfig(_Section):
-    enabled: bool = True
-    """Rebuild the catalog when definition files change and tell clients (list_changed)."""
-    poll_s: Annotated[float, Field(gt=0)] = 1.0
-    """How often the definition folders are checked."""
-    debounce_s: Annotated[float, Field(ge=0)] = 0.3
-    """Quiet time after a change before the catalog is rebuilt."""
-
-
 class ToolLimits(_Section):
     max_concurrency: Annotated[int, Field(ge=1)] | None = None
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     max_turns: Annotated[int, Field(ge=1)] | None = None
+    live_idle_s: Annotated[float, Field(ge=0)] | None = None
+    """This tool's ``[warm] live_idle_s`` (0: its sessions are never kept alive)."""
 
 
 class ToolPermissions(_Section):

@@ -1,10 +1,12 @@
 """run(command, limits, on_event) -> RunResult: the only owner of a ``claude`` child.
 
-The child lives for exactly one ``await run(...)``. It starts in a new session (its
-own process group), because ``claude`` starts MCP servers of its own and those must
-end with it. Whatever way ``run`` is left (normal exit, timeout, cancellation by the
+The child lives for one ``await run(...)``. It starts in a new session (its own
+process group), because ``claude`` starts MCP servers of its own and those must end
+with it. Whatever way ``run`` is left (normal exit, timeout, cancellation by the
 client, server shutdown, an exception in ``on_event``), the whole group is ended
-under a shield: SIGTERM, a bounded grace, then SIGKILL.
+under a shield: SIGTERM, a bounded grace, then SIGKILL. The one exception: a run
+asked to ``keep`` its child that ended with a ``result`` returns the child alive
+(``Kept``), waiting for its next user message; a later ``run`` takes it over.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -68,12 +70,31 @@ class RunResult:
     killed: bool = False
     stalled: bool = False
     """Ended because it printed nothing for ``Limits.stall_s``."""
+    kept: Kept | None = None
+    """The child, alive after its ``result``, when the run was asked to keep it."""
+
+
+@dataclass
+class Kept:
+    """A child kept alive after a turn, waiting on stdin for its next user message."""
+
+    process: Process
+    stdout: BufferedByteReceiveStream
+    """Its stdout, with whatever was read past the last line."""
+    tree: CallTree
+    cost_usd: float = 0.0
+    """What the process reported so far (the CLI's ``total_cost_usd`` counts every turn of
+    the process, so a turn costs the difference)."""
+    turns: int = 1
 
 
 @dataclass
 class _Collected:
     result: ResultEvent | None = None
     got_result: anyio.Event = field(default_factory=anyio.Event)
+    result_handled: anyio.Event = field(default_factory=anyio.Event)
+    cost_before: float = 0.0
+    """A kept child's cost before this turn: subtracted from the ``result`` it reports."""
     stdout_done: anyio.Event = field(default_factory=anyio.Event)
     stray: list[str] = field(default_factory=list)
     stderr: bytearray = field(default_factory=bytearray)
@@ -119,39 +140,46 @@ async def start(command: Command) -> Process:
 
 
 async def run(
-    command: Command, limits: Limits, on_event: OnEvent, *, started: Process | None = None,
+    command: Command, limits: Limits, on_event: OnEvent, *,
+    started: Process | Kept | None = None, keep: bool = False,
     on_spawn: OnSpawn | None = None, on_control: OnControl | None = None,
 ) -> RunResult:
-    """Start the child (or take over ``started``, a warm one already running ``command``'s
-    argv), feed it ``command.stdin``, stream its events to ``on_event``, and always end
-    its tree. ``on_spawn`` learns the child's identity while it runs (the ledger keeps it
-    for recovery after a crash). An interactive command's permission prompts are answered
-    by ``on_control`` (denied without it), and its stdin is closed after its result."""
+    """Start the child (or take over ``started``: a warm one already running ``command``'s
+    argv, or a kept one, to which ``command.stdin`` is its next user message), feed it
+    ``command.stdin``, stream its events to ``on_event``, and end its tree, unless ``keep``
+    and it gave its ``result``: then it is returned alive in ``RunResult.kept``.
+    ``on_spawn`` learns the child's identity while it runs (the ledger keeps it for
+    recovery after a crash). An interactive command's permission prompts are answered by
+    ``on_control`` (denied without it), and its stdin is closed after its result."""
     began = anyio.current_time()
-    if started is not None:
-        process = started
+    kept = None
+    if isinstance(started, Kept):
+        kept, process, tree, stdout = started, started.process, started.tree, started.stdout
     else:
         try:
-            process = await start(command)
+            process = started if started is not None else await start(command)
         except OSError as exc:
             reason = f"could not start {command.argv[0]}: {exc.strerror or exc}"
             return RunResult(None, None, anyio.current_time() - began, start_error=reason)
-
-    collected = _Collected()
-    killed = False
-    tree = CallTree(process.pid)
+        tree = CallTree(process.pid)
+        assert process.stdout is not None
+        stdout = BufferedByteReceiveStream(process.stdout)
+    collected = _Collected(cost_before=kept.cost_usd if kept else 0.0)
+    keeping = killed = False
     try:
         with anyio.move_on_after(limits.timeout_s) as deadline:
             async with anyio.create_task_group() as tg:
                 if on_spawn is not None and tree.leader is not None:
                     tg.start_soon(on_spawn, tree.leader)
                 answerer = _Answerer(process, on_control)
-                await _supervise(process, command, limits, on_event, collected, tree,
-                                 answerer)
+                await _supervise(process, stdout, command, limits, on_event, collected, tree,
+                                 answerer, keep)
+        keeping = keep and _can_keep(process, collected)
     finally:
-        with anyio.CancelScope(shield=True):
-            killed = await end_process_group(process, limits.kill_grace_s, tree)
-            await _close(process)
+        if not keeping:
+            with anyio.CancelScope(shield=True):
+                killed = await end_process_group(process, limits.kill_grace_s, tree)
+                await _close(process)
     return RunResult(
         exit_code=process.returncode,
         result=collected.result,
@@ -162,21 +190,43 @@ async def run(
         protocol_error=collected.protocol_error,
         killed=killed,
         stalled=collected.stalled,
+        kept=_kept(process, stdout, tree, collected, kept) if keeping else None,
     )
 
 
+def _can_keep(process: Process, collected: _Collected) -> bool:
+    """A child is kept only alive and in a clean state: its turn ended with a result."""
+    result = collected.result
+    return (process.returncode is None and result is not None and not result.is_error
+            and result.session_id is not None and collected.protocol_error is None
+            and not collected.stalled)
+
+
+def _kept(process: Process, stdout: BufferedByteReceiveStream, tree: CallTree,
+          collected: _Collected, before: Kept | None) -> Kept:
+    assert collected.result is not None
+    cost = collected.cost_before + (collected.result.total_cost_usd or 0.0)
+    return Kept(process, stdout, tree, cost_usd=cost, turns=before.turns + 1 if before else 1)
+
+
 async def _supervise(
-    process: Process, command: Command, limits: Limits, on_event: OnEvent,
-    collected: _Collected, tree: CallTree, answerer: _Answerer,
+    process: Process, stdout: BufferedByteReceiveStream, command: Command, limits: Limits,
+    on_event: OnEvent, collected: _Collected, tree: CallTree, answerer: _Answerer,
+    keep: bool,
 ) -> None:
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stderr is not None
     until = collected.got_result if command.interactive else None
     async with anyio.create_task_group() as tg:
         tg.start_soon(_keep_up, tree)
-        tg.start_soon(_feed_stdin, process, command.stdin, answerer.lock, until)
+        tg.start_soon(_feed_stdin, process, command.stdin, answerer.lock, until, keep)
         tg.start_soon(_drain_tail, process.stderr, collected.stderr, limits.stderr_tail_bytes)
-        tg.start_soon(_read_events, process.stdout, limits.max_line_bytes, on_event, collected,
+        tg.start_soon(_read_events, stdout, limits.max_line_bytes, on_event, collected,
                       answerer)
+        if keep:
+            # the turn is over once its result is handled; the child waits for the next
+            await _turn_or_end(process, collected, limits)
+            tg.cancel_scope.cancel()
+            return
         await _wait_for_end(process, collected, limits)
         # Output written just before exit is still in the pipe; a leaked grandchild may
         # hold the pipe open forever, so the wait for EOF is bounded.
@@ -232,21 +282,36 @@ async def _wait_for_end(process: Process, collected: _Collected, limits: Limits)
             tg.start_soon(went_silent, limits.stall_s)
 
 
+async def _turn_or_end(process: Process, collected: _Collected, limits: Limits) -> None:
+    """Return when the turn's result is handled, or as ``_wait_for_end`` would."""
+    async with anyio.create_task_group() as tg:
+
+        async def handled() -> None:
+            await collected.result_handled.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(handled)
+        await _wait_for_end(process, collected, limits)
+        tg.cancel_scope.cancel()
+
+
 async def _feed_stdin(
-    process: Process, data: bytes, lock: anyio.Lock, until: anyio.Event | None
+    process: Process, data: bytes, lock: anyio.Lock, until: anyio.Event | None, keep: bool,
 ) -> None:
     """Write ``data``; close stdin then, or (control protocol) once ``until`` is set: the
-    CLI ends when its input does, and answers to its prompts go on stdin until then."""
+    CLI ends when its input does, and answers to its prompts go on stdin until then. A
+    child to be kept keeps its stdin open for its next message."""
     assert process.stdin is not None
     try:
         async with lock:
             await process.stdin.send(data)
-        if until is not None:
+        if until is not None and not keep:
             await until.wait()
     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         pass  # the child exited without reading its prompt; its exit code tells why
     finally:
-        await process.stdin.aclose()
+        if not keep:
+            await process.stdin.aclose()
 
 
 async def _drain_tail(stream: ByteReceiveStream, tail: bytearray, keep: int) -> None:
@@ -259,10 +324,9 @@ async def _drain_tail(stream: ByteReceiveStream, tail: bytearray, keep: int) -> 
 
 
 async def _read_events(
-    stream: ByteReceiveStream, max_line: int, on_event: OnEvent, collected: _Collected,
-    answerer: _Answerer,
+    buffered: BufferedByteReceiveStream, max_line: int, on_event: OnEvent,
+    collected: _Collected, answerer: _Answerer,
 ) -> None:
-    buffered = BufferedByteReceiveStream(stream)
     try:
         while True:
             try:
@@ -304,9 +368,19 @@ async def _handle_line(
             collected.last_output = anyio.current_time()
             continue
         if isinstance(event, ResultEvent):
+            event = _this_turn(event, collected.cost_before)
             collected.result = event
             collected.got_result.set()
         await on_event(event)
+        if isinstance(event, ResultEvent):
+            collected.result_handled.set()
+
+
+def _this_turn(event: ResultEvent, before: float) -> ResultEvent:
+    """A kept child's ``result`` with the cost of this turn alone."""
+    if not before or event.total_cost_usd is None:
+        return event
+    return replace(event, total_cost_usd=max(0.0, round(event.total_cost_usd - before, 9)))
 
 
 async def _close(process: Process) -> None:

@@ -53,6 +53,8 @@ class ToolPolicy:
     """(config key, names) lists that all must admit a server an agent file starts itself."""
     mode_ceiling: str | None = None
     """The most permissive mode a call may run in (a client's); a stricter one is kept."""
+    live_idle_s: float = 0.0
+    """How long the call's process may wait alive for a follow-up (0: not kept)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,14 @@ def tool_policy(config: Config, definition: Definition, project_dir: Path) -> To
         allowed_modes=_mode_lists(config, definition),
         allowed_servers=_server_lists(config, definition, "allowed_servers"),
         definition_servers=_server_lists(config, definition, "definition_servers"),
+        live_idle_s=_live_idle_s(config, tool.limits.live_idle_s),
     )
+
+
+def _live_idle_s(config: Config, own: float | None) -> float:
+    if not config.warm.live_sessions:
+        return 0.0
+    return own if own is not None else config.warm.live_idle_s
 
 
 def _sandbox(config: Config, asked: bool | None) -> Sandbox | None:

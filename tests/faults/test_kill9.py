@@ -22,6 +22,7 @@ from tests.faults.harness import (
     wait_for,
     wait_spawned,
 )
+from tests.support import pid_alive
 
 CAP = 0.5
 DAILY = 5.0
@@ -31,6 +32,8 @@ CONFIG = config_text(
     limits={"result_grace_s": 120, "kill_grace_s": 1},
     ledger={"store_prompts": True},
     reload={"enabled": False},
+    # a child that gave its result and runs on is a call in flight here, not a live session
+    warm={"live_sessions": 0},
 )
 
 
@@ -142,3 +145,26 @@ async def test_a_restarted_serve_recovers_the_killed_bridges_calls_and_is_ready(
                         caps={row["id"]: REPORTED if row["prompt"] == "two" else CAP
                               for row in ledger_rows(data_dir)})
     assert_no_traceback(second.stderr())
+
+
+def test_sigkill_ends_the_live_sessions_the_bridge_held(workspace, fake_claude, data_dir,
+                                                       bridges):
+    # An idle live process (issue 22) belongs to no call in flight: only the watchdog
+    # knows it when the bridge dies.
+    workspace.agent("reviewer")
+    fake_claude.script({"one": [{"init": {}}, {"spawn": "setsid_sleeper"},
+                                {"result": {"result": "done", "total_cost_usd": REPORTED}}]})
+    live = config_text(limits={"kill_grace_s": 1}, reload={"enabled": False},
+                       warm={"live_sessions": 2})
+    bridge = start_stdio(workspace, fake_claude, data_dir, config=live)
+    bridges.append(bridge)
+    bridge.send(call_request(1, "agent_reviewer", {"prompt": "one"}))
+    wait_for("the call's answer", lambda: any(m.get("id") == 1 and "result" in m
+                                              for m in bridge.responses(0.05)))
+    pids = wait_spawned(fake_claude, calls=1, per_call=1)
+    assert all(pid_alive(pid) for pid in pids), "the session's process waits, alive"
+    bridge.signal(signal.SIGKILL)
+    assert bridge.wait(timeout=10) == -signal.SIGKILL
+    assert_all_end(pids, why="after the bridge holding a live session was SIGKILLed")
+    [row] = ledger_rows(data_dir)
+    assert row["outcome"] == "ok" and row["cost_usd"] == REPORTED

@@ -44,7 +44,9 @@ def config(**limits: Any) -> str:
     return config_text(
         budget={"daily_usd": DAILY, "per_call_usd": CAP},
         limits={"kill_grace_s": 1, "result_grace_s": 120, **limits},
-        http=http, ledger={"store_prompts": True}, reload={"enabled": False})
+        http=http, ledger={"store_prompts": True}, reload={"enabled": False},
+        # a child that gave its result and runs on is a call in flight, not a live session
+        warm={"live_sessions": 0})
 
 
 def busy(*, reported: float | None = None, stubborn: bool = False,
