@@ -57,11 +57,13 @@ def _stdout_frames(fd: int) -> Iterator[_FrameWriter | None]:
     if sys.platform == "win32":
         yield None
         return
-    import fcntl
-
     try:
-        private = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        private = os.dup(fd)  # not inherited by children (PEP 446)
     except OSError:
+        yield None
+        return
+    if private < 3:  # a standard descriptor was closed: leave them all to the SDK
+        os.close(private)
         yield None
         return
     try:
