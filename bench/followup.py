@@ -79,7 +79,7 @@ async def _measure(table: Table, label: str, options: Options, rounds: int,
                     client, pid = clients[path]
                     session = await _first(client)
                     if path == "live":
-                        memory.append(_children_rss_mb(pid))
+                        memory.append(_session_rss_mb(pid))
                     began = time.perf_counter()
                     await _follow_up(client, session)
                     wall[path].append(time.perf_counter() - began)
@@ -88,8 +88,9 @@ async def _measure(table: Table, label: str, options: Options, rounds: int,
         table.add(label, path, len(runs), ms(p50(runs)), ms(p95(runs)),
                   f"{ratio:.3f}" if path == "live" else "",
                   f"{p50(memory):.0f}" if path == "live" else "")
-    table.target(f"{label}: a live follow-up takes under 1/10 of a resumed one", ratio < TARGET,
-                 f"{ratio:.3f}")
+    if claude is not None:  # the fake starts in ~0.1 s: the goal is about the real CLI
+        table.target(f"{label}: a live follow-up takes under 1/10 of a resumed one",
+                     ratio < TARGET, f"{ratio:.3f}")
 
 
 def _fake(root: Path) -> Path:
@@ -119,13 +120,16 @@ def _check(result: object) -> None:
         raise RuntimeError(f"the bridge call failed: {text}")
 
 
-def _children_rss_mb(pid: int) -> float:
-    """The resident memory of the bridge's children but its watchdog: the live CLI's tree."""
-    total = 0
-    for child in psutil.Process(pid).children(recursive=True):
+def _session_rss_mb(pid: int) -> float:
+    """The mean resident memory of the process trees the bridge keeps alive (its children
+    but the watchdog, each with its descendants)."""
+    sizes = []
+    for root in psutil.Process(pid).children():
         try:
-            if "claude_mcp_bridge.watchdog" not in child.cmdline():
-                total += child.memory_info().rss
+            if "claude_mcp_bridge.watchdog" in root.cmdline():
+                continue
+            tree = [root, *root.children(recursive=True)]
+            sizes.append(sum(process.memory_info().rss for process in tree))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return total / (1 << 20)
+    return sum(sizes) / len(sizes) / (1 << 20) if sizes else 0.0

@@ -13,6 +13,9 @@ any ranker ran on them), per collection and per split (``tune`` may be looked at
 - start-up: importing the router (and the stemmer) and building the index of those 500
   (``router_for``) in a fresh interpreter, no word stemmed yet; a rebuild in the same process
   (what a reload costs) is shown beside it.
+- ``--baseline REV``: the same fresh-process start-up and the accuracy of the router as of
+  ``REV``, measured in the same run, the two start-ups alternated (on a shared machine only
+  figures taken side by side compare).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from claude_mcp_bridge.catalog import build_catalog
 from claude_mcp_bridge.config import Config
 from claude_mcp_bridge.router import Router, router_for
 
+from .baseline import baseline_env, baseline_tree
 from .options import Options
 from .report import Table, ms, p50, p95
 from .workspace import REPO
@@ -156,13 +160,20 @@ class Speed:
     rebuilds: list[float]
     """Seconds per rebuild in a process that has built the index before (a reload)."""
     definitions: int
+    starts_before: list[Start]
+    """The ``--baseline`` revision's start-ups, taken in turn with ``starts``."""
 
 
-def speed(samples: int) -> Speed:
+def speed(samples: int, baseline: str | None = None) -> Speed:
     tasks = [t.text for name in collection_names() for t in collection_tasks(name)]
+    before = baseline_env(os.environ, baseline_tree(baseline)) if baseline else None
     with tempfile.TemporaryDirectory(prefix="router-bench-") as tmp:
         root = _scaled_dir(Path(tmp))
-        starts = [start_seconds(root) for _ in range(samples)]
+        starts, starts_before = [], []
+        for _ in range(samples):
+            starts.append(start_seconds(root))
+            if before:
+                starts_before.append(start_seconds(root, before))
         registry = load_registry(Roots(user_dir=root, project_dir=None))
         catalog = build_catalog(registry, Config(), root)
         rebuilds = []
@@ -177,7 +188,7 @@ def speed(samples: int) -> Speed:
             queries.append(time.perf_counter() - began)
             queries_cpu.append(time.process_time() - cpu)
         shutil.rmtree(root, ignore_errors=True)
-    return Speed(queries, queries_cpu, starts, rebuilds, len(catalog.entries))
+    return Speed(queries, queries_cpu, starts, rebuilds, len(catalog.entries), starts_before)
 
 
 _START = """
@@ -191,8 +202,10 @@ catalog = build_catalog(load_registry(Roots(user_dir=root, project_dir=None)), C
 began, cpu = time.perf_counter(), time.process_time()
 from claude_mcp_bridge.router import router_for
 imported = time.process_time()
-router_for(catalog)
-print(time.perf_counter() - began, time.process_time() - cpu, imported - cpu)
+router = router_for(catalog)
+wall, built = time.perf_counter() - began, time.process_time()
+router.rank("my pandas job runs out of memory on a 20 GB csv")
+print(wall, built - cpu, imported - cpu, time.process_time() - built)
 """
 
 
@@ -206,31 +219,68 @@ class Start:
     wall: float
     cpu: float
     import_cpu: float
+    first_query_cpu: float
+    """The first ``find_agent`` after the build: it also makes what the index leaves to the
+    first task (which definitions hold a word, the pairs of words side by side)."""
 
 
-def start_seconds(root: Path) -> Start:
+def start_seconds(root: Path, env: dict[str, str] | None = None) -> Start:
+    """Start-up in a fresh interpreter; with ``env`` from ``baseline_env``, of that copy (run
+    outside the work tree, whose package would come first on ``sys.path``)."""
     out = subprocess.run([sys.executable, "-c", _START, str(root)], capture_output=True,
-                         text=True, check=True, cwd=REPO)
-    wall, cpu, import_cpu = (float(x) for x in out.stdout.split())
-    return Start(wall, cpu, import_cpu)
+                         text=True, check=True, cwd=root if env else REPO, env=env)
+    wall, cpu, import_cpu, first = (float(x) for x in out.stdout.split())
+    return Start(wall, cpu, import_cpu, first)
 
 
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
+_ACCURACY = """
+import json, sys
+sys.path.append(sys.argv[1])
+from bench.router_eval import evaluate, groups
+print(json.dumps({k: [s.items, s.top1, s.top3, s.mrr] for k, s in groups(evaluate()).items()}))
+"""
+
+
+def baseline_scores(rev: str) -> dict[str, Score]:
+    """``groups(evaluate())`` with the router as of ``rev``, in a child that imports it."""
+    import json
+
+    env = baseline_env(os.environ, baseline_tree(rev))
+    with tempfile.TemporaryDirectory(prefix="router-baseline-") as tmp:
+        out = subprocess.run([sys.executable, "-c", _ACCURACY, str(REPO)], capture_output=True,
+                             text=True, check=True, cwd=tmp, env=env)
+    return {k: Score(int(v[0]), *v[1:]) for k, v in json.loads(out.stdout).items()}
+
+
+def _add_scores(table: Table, scores: dict[str, Score], label: str = "") -> None:
+    for key, s in scores.items():
+        if s.items:
+            table.add(f"{key}{label}", s.items, _pct(s.top1), _pct(s.top3), f"{s.mrr:.3f}")
+
+
+def _start_figure(starts: list[Start]) -> str:
+    return (f"fresh process {ms(p50([s.wall for s in starts]))} ms wall, "
+            f"{ms(p50([s.cpu for s in starts]))} ms CPU "
+            f"(import {ms(p50([s.import_cpu for s in starts]))} ms CPU + first build), "
+            f"then the first find_agent {ms(p50([s.first_query_cpu for s in starts]))} ms CPU")
+
+
 async def bench_router(options: Options) -> Table:
     table = Table("8. Router: find_agent accuracy on public collections, and its speed",
                   ["group", "tasks", "top-1", "top-3", "MRR"])
     scores = groups(evaluate())
-    for key, s in scores.items():
-        if s.items:
-            table.add(key, s.items, _pct(s.top1), _pct(s.top3), f"{s.mrr:.3f}")
+    _add_scores(table, scores)
+    if options.baseline:
+        _add_scores(table, baseline_scores(options.baseline), f" ({options.baseline})")
     held, hard = scores["all/heldout"], scores["all/heldout/hard"]
     table.target("held-out top-1 >= 85%", held.top1 >= TARGET_TOP1, _pct(held.top1))
     table.target("held-out top-3 >= 95%", held.top3 >= TARGET_TOP3, _pct(held.top3))
     table.target("held-out hard top-3 >= 75%", hard.top3 >= TARGET_HARD_TOP3, _pct(hard.top3))
-    measured = speed(options.count(5, 2))
+    measured = speed(options.count(5, 2), options.baseline)
     queries, starts = measured.queries, measured.starts
     table.target(f"find_agent p50 < 5 ms at {measured.definitions} definitions",
                  p50(queries) < TARGET_P50_S,
@@ -238,10 +288,11 @@ async def bench_router(options: Options) -> Table:
                  f"p95 {ms(p95(queries))} ms")
     wall = p50([s.wall for s in starts])
     table.target("index start-up < 100 ms", wall < TARGET_START_S,
-                 f"fresh process {ms(wall)} ms wall, {ms(p50([s.cpu for s in starts]))} ms CPU "
-                 f"(import {ms(p50([s.import_cpu for s in starts]))} ms CPU + first build); "
-                 f"rebuild {ms(p50(measured.rebuilds))} ms; "
+                 f"{_start_figure(starts)}; rebuild {ms(p50(measured.rebuilds))} ms; "
                  f"load average {os.getloadavg()[0]:.1f}")
+    if measured.starts_before:
+        table.notes.append(f"start-up as of {options.baseline}, taken in turn with the above: "
+                           f"{_start_figure(measured.starts_before)}")
     table.notes.append("groups: <collection|all>/<split>[/hard]; `team` is the set written "
                        "and tuned here (tests/fixtures/router_eval.yaml)")
     return table

@@ -34,7 +34,9 @@ from .command import Command, build_command
 from .decisions import record_decision
 from .errors import CommandError, QueueFull, UnknownToolError
 from .events import Event, ResultEvent
+from .followups import session_cost, session_refusal
 from .inflight import InFlight
+from .kept import Kept
 from .ledger import CallStart, Ledger, Reservation
 from .ledger_schema import LEDGER_ERRORS
 from .outcomes import Refusal, Reply
@@ -42,7 +44,7 @@ from .policy import RunPlan, plan_call
 from .processes import Identity
 from .progress import Progress
 from .result import CallReport, bounded, reply, report
-from .runner import Kept, Limits, run
+from .runner import Limits, run
 from .settings import Settings
 from .settle import Settler, retried
 from .slots import Slots
@@ -175,7 +177,7 @@ class Bridge:
             client=client)
         ceiling = None if client is None else self.clients.get(client)
         planned: tuple[RunPlan, Command] | Refusal
-        if (session := await self._session_refusal(tool, arguments.session_id)) is not None:
+        if (session := await session_refusal(self.ledger, tool, arguments.session_id)):
             planned = session
         elif client is not None and ceiling is None:  # removed from the config since
             planned = Refusal("policy", f"client {client} is no longer configured")
@@ -294,16 +296,18 @@ class Bridge:
                           f"recording the child of call {admitted.call_id[:8]}")
 
         keep = admitted.policy.live_idle_s > 0
+        before = await session_cost(self.ledger, admitted.plan.session_id)
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.heartbeat, self.settings.config.limits.heartbeat_s, began)
             result = await run(command, limits, on_event, started=started, keep=keep,
-                               on_spawn=on_spawn, on_control=desk.answer)
+                               session_cost=before, on_spawn=on_spawn, on_control=desk.answer)
             if isinstance(started, Kept) and result.result is None and not seen:
                 # the live process died before it took the follow-up: resume it instead
                 logger.info("call %s: the live session did not answer (%s); resuming",
                             admitted.call_id[:8], result.exit_code)
                 result = await run(admitted.command, limits, on_event, keep=keep,
-                                   on_spawn=on_spawn, on_control=desk.answer)
+                                   session_cost=before, on_spawn=on_spawn,
+                                   on_control=desk.answer)
             tg.cancel_scope.cancel()
         if result.kept is not None and result.result and result.result.session_id:
             await self.warm.keep(result.result.session_id, admitted.tool, admitted.command,
@@ -325,22 +329,6 @@ class Bridge:
                          call_id[:8], len(outcome.message), exc)
             return bounded(outcome, limit, None, exc.strerror or str(exc))
         return bounded(outcome, limit, uri)
-
-    async def _session_refusal(self, tool: str, session_id: str | None) -> Refusal | None:
-        """A session resumes only through the tool that created it (the ledger knows which):
-        another tool's session would run its conversation under this tool's policy."""
-        if session_id is None:
-            return None
-        owner = await anyio.to_thread.run_sync(self.ledger.session_tool, session_id)
-        if owner == tool:
-            return None
-        if owner is None:
-            return Refusal("policy", f"session_id {session_id} is not a session of {tool}: no "
-                           "call through this bridge reported it; pass the session_id of an "
-                           f"earlier {tool} result, or leave it out to start a new session")
-        return Refusal("policy", f"session_id {session_id} belongs to {owner}, not {tool}: a "
-                       "session continues only with the tool that started it; call "
-                       f"{owner} to follow it up, or leave session_id out")
 
     def _plan(
         self, definition: Definition, policy: ToolPolicy, arguments: CallArguments,

@@ -21,6 +21,8 @@ class InitEvent:
     model: str | None
     tools: tuple[str, ...]
     mcp_servers: tuple[tuple[str, str], ...]  # (name, status)
+    version: str | None = None
+    """``claude_code_version``: the CLI that runs the session."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ def _system(frame: dict[str, Any]) -> list[Event]:
             if isinstance(s, dict)
         )
         tools = tuple(t for t in _list(frame.get("tools")) if isinstance(t, str))
-        return [InitEvent(_str(frame.get("session_id")), _str(frame.get("model")), tools, servers)]
+        return [InitEvent(_str(frame.get("session_id")), _str(frame.get("model")), tools, servers,
+                          _str(frame.get("claude_code_version")))]
     message = _notice_message(subtype, frame)
     return [NoticeEvent(subtype, message)] if message else []
 
@@ -256,3 +259,19 @@ class ProgressNarrator:
             case ResultEvent(num_turns=turns, total_cost_usd=cost):
                 return f"finished ({turns or 0} turns, ${cost or 0:.4f})"
         return None
+
+
+SUMS_RESUMED_FROM = (2, 1, 332)
+"""From this CLI version on (checked: 2.1.332; 2.1.197 does not), a process started with
+``--resume`` reports ``total_cost_usd`` over the whole session, its earlier processes
+included. Versions in between are taken not to: charging a call more than its share is
+safe, less is not."""
+
+
+def sums_resumed_sessions(version: str | None) -> bool:
+    """Whether this CLI's ``--resume`` total includes the session's earlier processes."""
+    try:
+        parts = tuple(int(part) for part in (version or "").split(".")[:3])
+    except ValueError:
+        return False
+    return len(parts) == 3 and parts >= SUMS_RESUMED_FROM

@@ -9,7 +9,10 @@
   known by pid and creation time.
 - ``Watchdog``: a small separate process (``python -m claude_mcp_bridge.watchdog``) that
   holds a pipe from the bridge; when the pipe closes because the bridge died (``kill -9``,
-  the OOM killer), it ends every tree still registered.
+  the OOM killer), it ends every tree still registered, and every process that carries
+  this bridge's mark (``MARK_VAR`` in its environment, inherited from the call's child):
+  a CLI exits when its stdin closes with the bridge, and a descendant it left behind
+  before the tree was last looked at is found that way, ``setsid`` or not.
 - Identity: a process is named by pid *and* creation time, so a reused pid is never
   signalled and ledger recovery can tell a dead bridge from a live one.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -42,6 +46,27 @@ logger = logging.getLogger(__name__)
 
 WATCHDOG_GRACE_S = 3.0
 """How long the watchdog waits between terminating and killing after the bridge died."""
+MARK_VAR = "CLAUDE_MCP_BRIDGE_MARKS"
+"""Space-separated marks of the bridges a process descends from (a nested bridge adds
+its own); each bridge's watchdog ends the processes with its mark."""
+MARK = secrets.token_hex(8)
+"""This bridge's mark."""
+
+
+def marked_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with this bridge's mark added, for a child and everything it starts."""
+    marks = env.get(MARK_VAR, "").split()
+    return {**env, MARK_VAR: " ".join([*marks, MARK])}
+
+
+def marked(mark: str) -> list[Identity]:
+    """The processes that carry ``mark`` in their environment (readable ones: this user's)."""
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if mark in process.environ().get(MARK_VAR, "").split():
+                found.append(Identity(process.pid, started(process)))
+    return found
 
 
 @dataclass(frozen=True)
@@ -89,8 +114,9 @@ async def start_group_leader(
     argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]
 ) -> Process:
     """Start ``argv`` with pipes as the root of a tree the bridge can end: the leader of a
-    new process group on POSIX, in a Job Object on Windows (raises ``OSError``)."""
-    return await platform.start_tree_root(argv, cwd=cwd, env=env)
+    new process group on POSIX, in a Job Object on Windows, with this bridge's mark in its
+    environment (raises ``OSError``)."""
+    return await platform.start_tree_root(argv, cwd=cwd, env=marked_env(env))
 
 
 class CallTree:
@@ -248,7 +274,7 @@ class Watchdog:
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "claude_mcp_bridge.watchdog", str(os.getpid()),
-                 str(grace_s)],
+                 str(grace_s), MARK],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, **platform.detached_options())
         except OSError as exc:
             logger.warning("no watchdog (%s): children outlive a crash of the bridge until "

@@ -17,6 +17,9 @@ past success in the ledger. The fields:
 - body: the agent's instructions, weighted down: the best single signal for tasks
   phrased away from the description, without drowning it.
 
+Two of the task's words that the name or description has side by side ("state file",
+"re render") add a bonus of their own: a phrase says more than its words apart.
+
 Users and authors name the same thing differently ("pods" / "Kubernetes"), so the task
 is also matched, at a lower weight, through the words ``vocabulary.py`` relates to its
 words; a match says which of the task's words brought each related word in.
@@ -35,6 +38,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
 from typing import Any, Literal
 
 from .catalog import Catalog, ToolEntry
@@ -63,6 +67,10 @@ class Weights:
     related: float = 0.4
     """What a word brought in by ``vocabulary.py`` counts for, against one the task has;
     each of the task's words that brings it in adds this much, up to 1."""
+    pairs: float = 0.5
+    """Two of the task's words in a row that are also in a row in the name or description
+    ("state file", "re render"): this times their mean IDF is added, as a phrase says
+    more than its words apart."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class Match:
     related: Mapping[str, tuple[str, tuple[Field, ...]]] = field(default_factory=dict)
     """Each matched word the task did not have: the task's word that brought it in, and
     the fields it was found in."""
+    pairs: tuple[tuple[str, str], ...] = ()
+    """The task's words that are also side by side in the name or description."""
 
 
 _Posting = tuple[int, float, tuple[Field, ...]]
@@ -93,8 +103,11 @@ class Router:
                  weights: Weights | None = None):
         self._weights = weights or Weights()
         self._entries = list(entries)
-        self._docs = [_fields(entry, (tags or {}).get(entry.name, []))
-                      for entry in self._entries]
+        self._said = [(words(_name_text(e)), words(e.definition.description))
+                      for e in self._entries]
+        """Each definition's name and description as terms in order, for ``_pairs``."""
+        self._docs = [_fields(entry, (tags or {}).get(entry.name, []), said)
+                      for entry, said in zip(self._entries, self._said, strict=True)]
         count = len(self._docs)
         self._count = count
         self._rarest = math.log(1 + (count - 0.5) / 1.5) if count else 1.0
@@ -104,6 +117,7 @@ class Router:
         self._norm = [{f: w.weight[f] / (1 - w.b[f] + w.b[f] * n[f] / (average[f] or 1.0))
                        for f in FIELDS} for n in lengths]
         self._postings: dict[str, list[_Posting]] = {}
+        self._pair_postings: dict[str, list[int]] = {}
 
     def idf(self, term: str) -> float:
         """How distinctive ``term`` is in this catalog (0 for a word no definition has)."""
@@ -121,6 +135,23 @@ class Router:
         Made by the first task (about 10 ms at 500 definitions), not at start-up."""
         return [doc["name"].keys() | doc["phrases"].keys() | doc["description"].keys()
                 | doc["body"].keys() for doc in self._docs]
+
+    @cached_property
+    def _pairs(self) -> list[frozenset[str]]:
+        """Each definition's words side by side in its name or description, as "one two".
+        Made by the first task, not at start-up; strings, not tuples, and one set each,
+        so the index adds few objects for the garbage collector to walk."""
+        return [frozenset([*map(" ".join, pairwise(name)),
+                           *map(" ".join, pairwise(description))])
+                for name, description in self._said]
+
+    def _pair_holders(self, pair: str) -> list[int]:
+        found = self._pair_postings.get(pair)
+        if found is None:
+            found = [i for i, pairs in enumerate(self._pairs) if pair in pairs]
+            if len(self._pair_postings) < MAX_CACHED_TERMS:
+                self._pair_postings[pair] = found
+        return found
 
     def postings(self, term: str) -> list[_Posting]:
         found = self._postings.get(term)
@@ -160,15 +191,31 @@ class Router:
             for doc, contribution, fields in self.postings(term):
                 scores[doc] += contribution * weight
                 related[doc][term] = (source, fields)
+        pairs = self._side_by_side(said, scores)
         ranked = []
         for i, score in scores.items():
             ok, calls = (history or {}).get(self._entries[i].name, (0, 0))
             ranked.append((score * (0.9 + 0.2 * (ok + 1) / (calls + 2)), i))  # 0.9..1.1
         ranked.sort(key=lambda item: (-item[0], self._entries[item[1]].name))
         spelled = _spellings(task)
-        return [_match(score, self._entries[i], matched[i], related[i], spelled,
-                       (history or {}).get(self._entries[i].name))
+        return [_match(score, self._entries[i], (matched[i], related[i], tuple(pairs[i])),
+                       spelled, (history or {}).get(self._entries[i].name))
                 for score, i in ranked[:limit]]
+
+    def _side_by_side(self, said: list[str], scores: dict[int, float]
+                      ) -> dict[int, list[tuple[str, str]]]:
+        """Add the bonus for each two words of the task that a name or description has side
+        by side; the pairs each definition had."""
+        pairs: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        for pair in dict.fromkeys(pairwise(said)):
+            holders = self._pair_holders(" ".join(pair))
+            if not holders:
+                continue
+            idf = self._idf(len(self.postings(pair[0]))) + self._idf(len(self.postings(pair[1])))
+            for doc in holders:
+                scores[doc] += self._weights.pairs * idf / 2
+                pairs[doc].append(pair)
+        return pairs
 
 
 def _related(phrase: list[str], said: Mapping[str, int]) -> dict[str, tuple[str, int]]:
@@ -188,16 +235,23 @@ def _related(phrase: list[str], said: Mapping[str, int]) -> dict[str, tuple[str,
     return {term: brought for term, brought in found.items() if term not in said}
 
 
-def _fields(entry: ToolEntry, tags: list[str]) -> dict[Field, dict[str, int]]:
+def _name_text(entry: ToolEntry) -> str:
+    return entry.definition.name.replace("-", " ").replace("_", " ")
+
+
+def _fields(entry: ToolEntry, tags: list[str], said: tuple[list[str], list[str]]
+            ) -> dict[Field, dict[str, int]]:
+    """The terms of each field and how often; ``said`` is the name and description in
+    terms, already made."""
     definition = entry.definition
     own_tags = definition.extra.get("tags")
     if isinstance(own_tags, str):
         own_tags = own_tags.split(",")
     vocabulary = [*tags, *(str(t) for t in own_tags or [])]
     return {
-        "name": terms(definition.name.replace("-", " ").replace("_", " ")),
+        "name": Counter(said[0]),
         "phrases": terms(f"{user_phrases(definition.description)} {' '.join(vocabulary)}"),
-        "description": terms(definition.description),
+        "description": Counter(said[1]),
         "body": terms(definition.body[:BODY_CHARS]),
     }
 
@@ -215,24 +269,31 @@ _FIELD_LABEL: dict[Field, str] = {"name": "name", "phrases": "when to use",
                                   "description": "description", "body": "instructions"}
 
 
-def _match(score: float, entry: ToolEntry, matched: Mapping[str, tuple[Field, ...]],
-           related: Mapping[str, tuple[str, tuple[Field, ...]]], spelled: Mapping[str, str],
+_Found = tuple[Mapping[str, tuple[Field, ...]], Mapping[str, tuple[str, tuple[Field, ...]]],
+               tuple[tuple[str, str], ...]]
+"""What a definition matched: the task's words, related words, and pairs of words."""
+
+
+def _match(score: float, entry: ToolEntry, found: _Found, spelled: Mapping[str, str],
            history: tuple[int, int] | None) -> Match:
     definition = entry.definition
+    matched, related, pairs = found
     order = sorted(matched, key=lambda t: FIELDS.index(matched[t][0]))
     said = [f"{spelled.get(t, t)} ({_labels(matched[t])})" for t in order]
     brought = [f"{vocabulary().spelled.get(t, t)} for "
                f"{' '.join(spelled.get(w, w) for w in source.split())} ({_labels(fields)})"
                for t, (source, fields) in sorted(related.items(),
                                                  key=lambda item: FIELDS.index(item[1][1][0]))]
+    together = [f'"{spelled.get(a, a)} {spelled.get(b, b)}"' for a, b in pairs]
     why = "; ".join(part for part in (
         "matches " + ", ".join(said) if said else "",
+        "side by side: " + ", ".join(together) if together else "",
         "related words: " + ", ".join(brought) if brought else "") if part)
     if history and history[1]:
         ok, calls = history
         why += f"; {calls} past calls, {100 * ok // calls}% succeeded"
     return Match(entry.name, definition.name, definition.kind, round(score, 3), why,
-                 definition.description, dict(matched), dict(related))
+                 definition.description, dict(matched), dict(related), pairs)
 
 
 def _labels(fields: tuple[Field, ...]) -> str:

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -24,7 +24,15 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .command import Command
 from .errors import NotJSON
-from .events import ControlRequest, Event, ResultEvent, parse_line
+from .events import (
+    ControlRequest,
+    Event,
+    InitEvent,
+    ResultEvent,
+    parse_line,
+    sums_resumed_sessions,
+)
+from .kept import Kept, this_turn
 from .processes import CallTree, Identity, end_process_group, start_group_leader
 
 logger = logging.getLogger(__name__)
@@ -75,26 +83,17 @@ class RunResult:
 
 
 @dataclass
-class Kept:
-    """A child kept alive after a turn, waiting on stdin for its next user message."""
-
-    process: Process
-    stdout: BufferedByteReceiveStream
-    """Its stdout, with whatever was read past the last line."""
-    tree: CallTree
-    cost_usd: float = 0.0
-    """What the process reported so far (the CLI's ``total_cost_usd`` counts every turn of
-    the process, so a turn costs the difference)."""
-    turns: int = 1
-
-
-@dataclass
 class _Collected:
     result: ResultEvent | None = None
     got_result: anyio.Event = field(default_factory=anyio.Event)
     result_handled: anyio.Event = field(default_factory=anyio.Event)
     cost_before: float = 0.0
-    """A kept child's cost before this turn: subtracted from the ``result`` it reports."""
+    """What the child's ``total_cost_usd`` counts beyond this turn, subtracted from it: a
+    kept child's earlier turns, or (a CLI that sums resumed sessions) the session's
+    earlier calls."""
+    session_cost: float | None = None
+    """A resumed session's earlier cost, taken into ``cost_before`` once the ``init`` event
+    names a CLI that counts it."""
     stdout_done: anyio.Event = field(default_factory=anyio.Event)
     stray: list[str] = field(default_factory=list)
     stderr: bytearray = field(default_factory=bytearray)
@@ -141,7 +140,7 @@ async def start(command: Command) -> Process:
 
 async def run(
     command: Command, limits: Limits, on_event: OnEvent, *,
-    started: Process | Kept | None = None, keep: bool = False,
+    started: Process | Kept | None = None, keep: bool = False, session_cost: float = 0.0,
     on_spawn: OnSpawn | None = None, on_control: OnControl | None = None,
 ) -> RunResult:
     """Start the child (or take over ``started``: a warm one already running ``command``'s
@@ -150,7 +149,9 @@ async def run(
     and it gave its ``result``: then it is returned alive in ``RunResult.kept``.
     ``on_spawn`` learns the child's identity while it runs (the ledger keeps it for
     recovery after a crash). An interactive command's permission prompts are answered by
-    ``on_control`` (denied without it), and its stdin is closed after its result."""
+    ``on_control`` (denied without it), and its stdin is closed after its result. Every
+    ``result`` reports the cost of this run alone: a kept child's earlier turns, and a
+    resumed session's ``session_cost`` when the CLI counts it, are subtracted."""
     began = anyio.current_time()
     kept = None
     if isinstance(started, Kept):
@@ -164,7 +165,8 @@ async def run(
         tree = CallTree(process.pid)
         assert process.stdout is not None
         stdout = BufferedByteReceiveStream(process.stdout)
-    collected = _Collected(cost_before=kept.cost_usd if kept else 0.0)
+    collected = _Collected(cost_before=kept.cost_usd if kept else 0.0,
+                           session_cost=None if kept else session_cost)
     keeping = killed = False
     try:
         with anyio.move_on_after(limits.timeout_s) as deadline:
@@ -362,25 +364,22 @@ async def _handle_line(
         collected.stray.append(line[:500])
         return
     for event in events:
+        if isinstance(event, InitEvent) and collected.session_cost is not None:
+            if sums_resumed_sessions(event.version):
+                collected.cost_before = collected.session_cost
+            collected.session_cost = None  # the first init decides
         if isinstance(event, ControlRequest):
             # The CLI waits for the answer (a person may take minutes): the silence is ours.
             await answerer.answer(event)
             collected.last_output = anyio.current_time()
             continue
         if isinstance(event, ResultEvent):
-            event = _this_turn(event, collected.cost_before)
+            event = this_turn(event, collected.cost_before)
             collected.result = event
             collected.got_result.set()
         await on_event(event)
         if isinstance(event, ResultEvent):
             collected.result_handled.set()
-
-
-def _this_turn(event: ResultEvent, before: float) -> ResultEvent:
-    """A kept child's ``result`` with the cost of this turn alone."""
-    if not before or event.total_cost_usd is None:
-        return event
-    return replace(event, total_cost_usd=max(0.0, round(event.total_cost_usd - before, 9)))
 
 
 async def _close(process: Process) -> None:

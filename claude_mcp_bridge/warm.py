@@ -40,8 +40,9 @@ import psutil
 from anyio.abc import Process, TaskGroup
 
 from .command import Command
+from .kept import Kept
 from .processes import end_process_group
-from .runner import Kept, start
+from .runner import start
 
 logger = logging.getLogger(__name__)
 

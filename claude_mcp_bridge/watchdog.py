@@ -3,10 +3,11 @@
 Started by ``processes.Watchdog.start`` in a session of its own, it reads lines from
 the bridge on stdin: ``+ PID CREATED`` registers a process, ``- PID CREATED`` forgets
 it. When stdin closes and the bridge is gone (``kill -9``, the OOM killer, a crash),
-it ends every registered process still alive with its creation time unchanged, with
-its descendants and group: terminate, a grace period, kill.
+it ends every registered process still alive with its creation time unchanged, and
+every process carrying the bridge's MARK in its environment, with their descendants
+and groups: terminate, a grace period, kill.
 
-    python -m claude_mcp_bridge.watchdog BRIDGE_PID GRACE_S
+    python -m claude_mcp_bridge.watchdog BRIDGE_PID GRACE_S [MARK]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import psutil
 
 from . import platform
-from .processes import Identity, end_trees_now
+from .processes import Identity, end_trees_now, marked
 
 
 def main(argv: list[str]) -> int:
@@ -33,7 +34,10 @@ def main(argv: list[str]) -> int:
             watched[identity] = None
         else:
             watched.pop(identity, None)
-    end_trees_now(watched, grace_s)
+    roots = list(watched)
+    if len(argv) > 3:  # the CLI exits as its stdin closes: what it left carries the mark
+        roots += marked(argv[3])
+    end_trees_now(roots, grace_s)
     return 0
 
 

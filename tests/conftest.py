@@ -47,8 +47,10 @@ class FakeClaude:
         }
 
     def records(self) -> list[dict[str, Any]]:
-        files = sorted(self.record_dir.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
-        return [json.loads(p.read_text()) for p in files]
+        """Every run's record, in the order they were written: by the monotonic clock, as
+        file times follow the wall clock, which CI machines have set while tests run."""
+        records = [json.loads(p.read_text()) for p in self.record_dir.glob("*.json")]
+        return sorted(records, key=lambda record: record["monotonic"])
 
     def last(self) -> dict[str, Any]:
         records = self.records()

@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import INITIALIZE, LiveChild, event_kinds, user_message
+
 REPO = Path(__file__).resolve().parent.parent
 FAKES = REPO / "tests" / "fakes"
 FAKE = FAKES / "fake_claude.py"
@@ -725,12 +727,26 @@ def test_sigint_in_text_mode(tmp_path: Path) -> None:
         assert out.rest() == "Execution error"
 
 
-def catches(pid: int, signum: int) -> bool:
-    """True once process ``pid`` has a handler for ``signum``."""
+def signal_set(pid: int, field: str, signum: int) -> bool:
+    """True when ``signum`` is in the ``field`` mask (SigCgt: caught, SigIgn: ignored) of
+    process ``pid``."""
     status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M)
+    match = re.search(rf"^{field}:\s*([0-9a-f]+)", status, re.M)
     assert match
     return bool(int(match.group(1), 16) >> (signum - 1) & 1)
+
+
+def catches(pid: int, signum: int) -> bool:
+    """True once process ``pid`` has a handler for ``signum``."""
+    return signal_set(pid, "SigCgt", signum)
+
+
+def wait_until(check: Any, within: float = 10) -> None:
+    """Poll ``check`` (another process's state: nothing announces it) for up to ``within`` s."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"not true within {within}s: {check}"
+        time.sleep(0.01)
 
 
 def test_sigint_before_the_run_is_ignored(tmp_path: Path) -> None:
@@ -738,10 +754,7 @@ def test_sigint_before_the_run_is_ignored(tmp_path: Path) -> None:
     with subprocess.Popen([sys.executable, str(FAKE), "-p", "arg"], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                           cwd=tmp_path) as proc:
-        deadline = time.monotonic() + 10
-        while not catches(proc.pid, signal.SIGTERM):  # the fake installs it after SIGINT's
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: catches(proc.pid, signal.SIGTERM))  # installed after SIGINT's
         proc.send_signal(signal.SIGINT)  # while it waits for stdin (closed by communicate)
         out, err = proc.communicate(timeout=10)
     assert (proc.returncode, out, err) == (0, b"Fake answer to: arg\n", b"")
@@ -750,13 +763,186 @@ def test_sigint_before_the_run_is_ignored(tmp_path: Path) -> None:
 def test_hang_ignoring_sigterm_needs_sigkill(tmp_path: Path) -> None:
     with started(tmp_path, [{"init": {}}, {"hang": "ignore_term"}]) as (proc, out, _):
         out.line()
-        time.sleep(0.1)  # let the fake reach the hang step and ignore the signals
+        # The init line comes before the hang step: a signal sent before that step has
+        # set SIG_IGN reaches the handler that exits 143.
+        wait_until(lambda: all(signal_set(proc.pid, "SigIgn", s)
+                               for s in (signal.SIGTERM, signal.SIGINT)))
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGINT)
         with pytest.raises(subprocess.TimeoutExpired):
             proc.wait(timeout=0.3)
         proc.kill()
         assert proc.wait(timeout=10) == -signal.SIGKILL
+
+
+# --------------------------------------------------------------------------------------------
+# several turns in one process (stream-json input), as tests/real_cli/test_live_turns.py
+# checks them on the real CLI
+# --------------------------------------------------------------------------------------------
+LIVE = (*STREAM, "--input-format", "stream-json", "--permission-prompt-tool", "stdio")
+
+
+@contextlib.contextmanager
+def live(tmp_path: Path, script: Any, *args: str,
+         version: str | None = None) -> Iterator[LiveChild]:
+    """The fake in stream-json input mode, initialized, no user message sent yet."""
+    (tmp_path / "records").mkdir(exist_ok=True)
+    (tmp_path / "script.json").write_text(json.dumps(script))
+    env = base_env(tmp_path, FAKE_CLAUDE_SCRIPT=str(tmp_path / "script.json"),
+                   FAKE_CLAUDE_RECORD_DIR=str(tmp_path / "records"),
+                   FAKE_CLAUDE_VERSION=version or "")
+    proc = subprocess.Popen([sys.executable, str(FAKE), *LIVE, *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                            cwd=tmp_path)
+    try:
+        session = LiveChild(proc, timeout_s=10)
+        session.send(INITIALIZE)
+        assert session.until("control_response")[-1]["response"]["request_id"] == "init-1"
+        yield session
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        for stream in (proc.stdin, proc.stdout):
+            if stream:
+                with contextlib.suppress(BrokenPipeError):
+                    stream.close()
+
+
+TWO_TURNS = {"first question": [{"init": {}}, {"text": "answer one"},
+                                {"result": {}, "turn_cost_usd": 0.01}],
+             "second question": [{"init": {}}, {"text": "answer two"},
+                                 {"result": {}, "turn_cost_usd": 0.03}]}
+
+
+def test_a_second_user_message_is_a_second_turn_of_the_same_session(tmp_path: Path) -> None:
+    with live(tmp_path, TWO_TURNS) as session:
+        first = session.turn("first question")
+        second = session.turn("second question")
+        assert session.close() == 0
+    assert event_kinds(first) == event_kinds(second) == ["system/init", "assistant", "result"]
+    one, two = first[-1], second[-1]
+    assert (one["result"], two["result"]) == ("answer one", "answer two")
+    assert len({e["session_id"] for e in first + second}) == 1
+    assert first[0]["uuid"] != second[0]["uuid"]
+    (rec,) = records(tmp_path)
+    assert rec["prompts"] == ["first question", "second question"]
+
+
+def test_cost_model_usage_and_api_time_add_up_while_the_rest_is_per_turn(
+        tmp_path: Path) -> None:
+    script = {**TWO_TURNS, "second question": [{"init": {}}, {"tool_use": {"name": "Read"}},
+                                               {"tool_result": {"content": "x"}},
+                                               {"text": "answer two"},
+                                               {"result": {}, "turn_cost_usd": 0.03}]}
+    with live(tmp_path, script) as session:
+        one = session.turn("first question")[-1]
+        two = session.turn("second question")[-1]
+        session.close()
+    assert (one["total_cost_usd"], two["total_cost_usd"]) == (0.01, pytest.approx(0.04))
+    assert (one["num_turns"], two["num_turns"]) == (1, 2)
+    assert (one["usage"]["input_tokens"], two["usage"]["input_tokens"]) == (100, 200)
+    [(model, totals)] = two["modelUsage"].items()
+    assert model == "claude-opus-4-8[1m]"
+    assert (totals["inputTokens"], totals["costUSD"]) == (300, pytest.approx(0.04))
+    assert two["duration_api_ms"] >= one["duration_api_ms"]
+
+
+@pytest.mark.parametrize("script", [{"default": [{"text": "D"}, {"result": {}}]},
+                                    [{"text": "D"}, {"result": {}}]])
+def test_a_follow_up_without_its_own_key_plays_the_default_or_the_list(
+        tmp_path: Path, script: Any) -> None:
+    with live(tmp_path, script) as session:
+        assert [session.turn(p)[-1]["result"] for p in ("one", "two")] == ["D", "D"]
+        assert session.close() == 0
+
+
+def test_a_turn_with_an_empty_script_prints_nothing(tmp_path: Path) -> None:
+    script = {"default": [{"init": {}}, {"text": "answer"}, {"result": {}}], "silent": []}
+    with live(tmp_path, script) as session:
+        session.send(user_message("silent"))
+        assert event_kinds(session.turn("next")) == ["system/init", "assistant", "result"]
+        assert session.close() == 0
+    assert records(tmp_path)[0]["prompts"] == ["silent", "next"]
+
+
+def test_a_message_sent_during_a_turn_is_answered_after_its_result(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    script = {"first question": [{"init": {}}, {"text": "working"}, {"until": str(release)},
+                                 {"result": {}}],
+              "second question": [{"init": {}}, {"text": "answer two"}, {"result": {}}]}
+    with live(tmp_path, script) as session:
+        session.send(user_message("first question"))
+        assert event_kinds(session.until("assistant")) == ["system/init", "assistant"]
+        session.send(user_message("second question"))
+        release.touch()
+        first = session.until("result")
+        second = session.until("result")
+        session.close()
+    assert (first[-1]["result"], second[-1]["result"]) == ("working", "answer two")
+    assert event_kinds(second) == ["system/init", "assistant", "result"]
+
+
+def test_a_message_sent_while_a_permission_is_asked_is_not_lost(tmp_path: Path) -> None:
+    script = {"first question": [{"init": {}}, {"tool_use": {"name": "Bash", "input": {}}},
+                                 {"tool_result": {"content": "ran"}}, {"text": "one"},
+                                 {"result": {}}],
+              "second question": [{"init": {}}, {"text": "two"}, {"result": {}}]}
+    with live(tmp_path, script) as session:
+        session.send(user_message("first question"))
+        asked = session.until("control_request")[-1]
+        session.send(user_message("second question"), {
+            "type": "control_response", "response": {
+                "subtype": "success", "request_id": asked["request_id"],
+                "response": {"behavior": "deny", "message": "no"}}})
+        first = session.until("result")[-1]
+        second = session.until("result")[-1]
+        session.close()
+    assert (first["result"], second["result"]) == ("one", "two")
+    assert [d["tool_name"] for d in first["permission_denials"]] == ["Bash"]
+    assert second["permission_denials"] == []  # per turn
+
+
+def test_the_budget_caps_the_process_and_later_messages_get_the_error_at_once(
+        tmp_path: Path) -> None:
+    with live(tmp_path, {**TWO_TURNS, "third": [{"text": "never"}, {"result": {}}]},
+              "--max-budget-usd", "0.035") as session:
+        one = session.turn("first question")
+        two = session.turn("second question")
+        three = session.turn("third")
+        assert session.close() == 1
+    assert one[-1]["subtype"] == "success"
+    over = two[-1]
+    assert (over["subtype"], over["is_error"], over["total_cost_usd"]) == \
+        ("error_max_budget_usd", True, pytest.approx(0.04))
+    assert over["errors"] == ["Reached maximum budget ($0.035)"]
+    assert over["stop_reason"] == "end_turn" and over["usage"]["input_tokens"] == 0
+    assert event_kinds(three) == ["system/init", "result"]  # the model is not asked again
+    assert (three[-1]["subtype"], three[-1]["stop_reason"]) == ("error_max_budget_usd", None)
+    assert three[-1]["total_cost_usd"] == over["total_cost_usd"]
+
+
+def test_max_turns_counts_each_message_afresh_and_the_last_result_sets_the_exit_code(
+        tmp_path: Path) -> None:
+    looping = [{"init": {}}, {"tool_use": {"name": "Read"}}, {"tool_result": {"content": "x"}},
+               {"text": "never"}, {"result": {}}]
+    script = {"loop": looping, "short": [{"init": {}}, {"text": "ok"}, {"result": {}}]}
+    with live(tmp_path, script, "--max-turns", "1") as session:
+        assert session.turn("loop")[-1]["subtype"] == "error_max_turns"
+        assert session.turn("short")[-1]["subtype"] == "success"
+        assert session.close() == 0
+    with live(tmp_path, script, "--max-turns", "1") as session:
+        assert session.turn("short")[-1]["subtype"] == "success"
+        assert session.turn("loop")[-1]["subtype"] == "error_max_turns"
+        assert session.close() == 1
+
+
+@pytest.mark.parametrize("version", fake.VERSIONS)
+def test_closing_stdin_before_any_message_prints_nothing_and_exits_0(
+        tmp_path: Path, version: str) -> None:
+    with live(tmp_path, [{"text": "never"}], version=version) as session:
+        assert session.close() == 0
+    assert records(tmp_path)[0]["prompts"] == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,6 +227,36 @@ def test_delay_waits_before_answering_and_a_bare_modifier_applies_to_the_next_tu
         assert time.monotonic() - started >= 0.25
 
 
+def test_a_held_turn_is_answered_only_once_released() -> None:
+    with scripted_model([{"text": "held", "hold": "go"}]) as server:
+        reply: dict[str, Reply] = {}
+        client = threading.Thread(target=lambda: reply.update(answer=post(server)))
+        client.start()
+        assert server.wait_for_turns(1, timeout=5)
+        client.join(0.3)  # a bound: the answer must not come while held
+        assert client.is_alive() and not reply
+        server.release("go")
+        client.join(5)
+        assert assemble(reply["answer"].events())["content"][0]["text"] == "held"
+
+
+def test_stopping_the_server_ends_a_held_turn() -> None:
+    before = set(threading.enumerate())
+    server = ScriptedModel([{"text": "never", "hold": "never released"}]).start()
+
+    def ask() -> None:
+        with suppress(ConnectionError, http.client.HTTPException):  # no answer comes
+            post(server)
+
+    client = threading.Thread(target=ask)
+    client.start()
+    assert server.wait_for_turns(1, timeout=5)
+    server.stop()
+    client.join(5)
+    assert not client.is_alive()
+    assert set(threading.enumerate()) - before == set()
+
+
 def test_slow_spreads_the_stream_over_time_in_several_deltas() -> None:
     text = " ".join(f"w{i}" for i in range(16))
     with scripted_model([{"text": text, "slow": 0.05}]) as server:
@@ -279,22 +309,37 @@ def test_wait_for_turns() -> None:
 
 def test_stop_ends_a_slow_stream_promptly_and_leaves_no_thread() -> None:
     before = set(threading.enumerate())
-    server = ScriptedModel([{"text": "a b c d e f g h", "slow": 5}]).start()
+    # An hour between chunks: only stop() waking the handler can end the stream in time.
+    server = ScriptedModel([{"text": "a b c d e f g h", "slow": 3600}]).start()
+    streaming = threading.Event()
     result: dict[str, Any] = {}
 
     def client() -> None:
+        raw = b""
         try:
-            result["raw"] = post(server).raw
+            with closing(http.client.HTTPConnection("127.0.0.1", server.port,
+                                                    timeout=120)) as conn:
+                conn.request("POST", "/v1/messages?beta=true",
+                             body=json.dumps(MAIN_BODY).encode(),
+                             headers={"Content-Type": "application/json"})
+                with closing(conn.getresponse()) as response:
+                    while line := response.readline():
+                        raw += line
+                        if line.startswith(b"event: content_block_delta"):
+                            streaming.set()  # the handler now sleeps before the next one
         except (ConnectionError, http.client.HTTPException) as exc:
             result["error"] = exc
+        result["raw"] = raw
 
-    thread = threading.Thread(target=client)
+    thread = threading.Thread(target=client, daemon=True)
     thread.start()
-    assert server.wait_for_turns(1, timeout=5)
-    started = time.monotonic()
-    server.stop()
-    assert time.monotonic() - started < 2
-    thread.join(5)
+    # Stopping before the first pause would end the stream without waking anything.
+    assert streaming.wait(30), "the stream never began"
+    stopper = threading.Thread(target=server.stop, daemon=True)  # joins the handler
+    stopper.start()
+    stopper.join(30)
+    assert not stopper.is_alive(), "stop() did not wake the handler sleeping in 'slow'"
+    thread.join(30)
     assert not thread.is_alive()
     assert b"message_stop" not in result.get("raw", b"")
     assert set(threading.enumerate()) - before == set()

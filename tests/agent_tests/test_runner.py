@@ -21,7 +21,7 @@ def argv_value(record, flag):
 
 def calls(settings):
     with Ledger.open(settings.ledger_path) as ledger:
-        return ledger.rows("SELECT * FROM calls ORDER BY started_at")
+        return ledger.rows("SELECT * FROM calls ORDER BY rowid")
 
 
 async def test_a_case_runs_in_a_copy_of_its_fixture_and_the_original_stays(workspace,

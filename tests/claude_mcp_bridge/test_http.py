@@ -63,7 +63,7 @@ class Running:
         db = sqlite3.connect(self.data_dir / "ledger.sqlite3")
         db.row_factory = sqlite3.Row
         try:
-            return db.execute("SELECT * FROM calls ORDER BY started_at").fetchall()
+            return db.execute("SELECT * FROM calls ORDER BY rowid").fetchall()
         finally:
             db.close()
 

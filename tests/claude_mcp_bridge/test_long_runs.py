@@ -1,6 +1,5 @@
 """Long runs: heartbeats while the agent is silent, stalls, and answers cut to size."""
 
-import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,26 +20,34 @@ def server_for(workspace, fake, config) -> Iterator:
 
 
 async def test_a_silent_agent_still_sends_heartbeats_naming_its_last_step(
-        workspace, fake_claude):
+        workspace, fake_claude, tmp_path):
     workspace.agent("reviewer")
+    release = tmp_path / "release"
+    # The agent stays silent after its Grep until the test has seen two heartbeats.
     fake_claude.script([{"init": {}}, {"tool_use": {"name": "Grep", "input": {"pattern": "x"}}},
-                        {"sleep": 1.3}, {"text": "done"}, {"result": {}}])
-    stamped: list[tuple[float, str]] = []
+                        {"until": str(release)}, {"text": "done"}, {"result": {}}])
+    messages: list[str] = []
+
+    def beats_since_grep() -> list[str]:
+        if "running tool Grep" not in messages:
+            return []
+        since = messages[messages.index("running tool Grep") + 1:]
+        return [m for m in since if m.startswith("still working")]
 
     async def on_progress(done, total, message):
-        stamped.append((anyio.current_time(), message))
+        messages.append(message)
+        if len(beats_since_grep()) >= 2:
+            release.touch()
 
     with server_for(workspace, fake_claude, {"limits": {"heartbeat_s": 0.3}}) as server:
         async with Client(server) as client:
-            result = await client.call_tool("agent_reviewer", {"prompt": "go"},
-                                            progress_callback=on_progress)
+            with anyio.fail_after(60):
+                result = await client.call_tool("agent_reviewer", {"prompt": "go"},
+                                                progress_callback=on_progress)
     assert not result.is_error
-    beats = [m for _, m in stamped if m.startswith("still working")]
-    assert len(beats) >= 2, stamped
-    assert all("last: running tool Grep" in beat for beat in beats)
-    times = [t for t, _ in stamped]
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert max(gaps) < 1.0, "no silence as long as the agent's own 1.3 s pause"
+    # Beats before the Grep (a slow start) name an earlier step; every one after names it.
+    assert len(beats_since_grep()) >= 2, messages
+    assert all("last: running tool Grep" in beat for beat in beats_since_grep()), messages
 
 
 async def test_without_silence_there_are_no_heartbeats(workspace, fake_claude):
@@ -51,7 +58,7 @@ async def test_without_silence_there_are_no_heartbeats(workspace, fake_claude):
     async def on_progress(done, total, message):
         messages.append(message)
 
-    with server_for(workspace, fake_claude, {"limits": {"heartbeat_s": 5}}) as server:
+    with server_for(workspace, fake_claude, {"limits": {"heartbeat_s": 60}}) as server:
         async with Client(server) as client:
             await client.call_tool("agent_reviewer", {"prompt": "go"},
                                    progress_callback=on_progress)

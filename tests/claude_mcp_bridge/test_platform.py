@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import anyio
@@ -300,6 +301,7 @@ async def test_a_portable_tree_is_its_descendants_and_ends_without_process_group
 
 async def test_the_thread_reader_yields_lines_and_a_cancellation_does_not_wait_for_it(portable):
     read_fd, write_fd = os.pipe()
+    before = set(threading.enumerate())
     try:
         with platform.stdin_lines(read_fd) as lines:
             assert lines is not None
@@ -309,10 +311,15 @@ async def test_the_thread_reader_yields_lines_and_a_cancellation_does_not_wait_f
             with anyio.move_on_after(0.2) as waited:  # nothing more comes: a blocked read
                 await anext(lines)
             assert waited.cancelled_caught
+        [reader] = set(threading.enumerate()) - before
         os.write(write_fd, b": 2}\n")
     finally:
         os.close(write_fd)  # ends the reader thread
-        os.close(read_fd)
+    # ...once it has handed its last read to this loop: a hand-over that finds the loop
+    # closed leaves a never-awaited coroutine, a warning in whichever test runs next.
+    await anyio.to_thread.run_sync(reader.join, 30)
+    assert not reader.is_alive()
+    os.close(read_fd)
 
 
 async def test_the_thread_reader_ends_at_eof_with_the_unfinished_last_line(portable):

@@ -43,7 +43,7 @@ def spend(ledger_path: Path, usd: float) -> None:
 def rows(ledger_path: Path) -> list[dict[str, Any]]:
     with closing(sqlite3.connect(ledger_path)) as db:
         db.row_factory = sqlite3.Row
-        found = db.execute("SELECT * FROM calls WHERE caller != 'earlier' ORDER BY started_at")
+        found = db.execute("SELECT * FROM calls WHERE caller != 'earlier' ORDER BY rowid")
         return [dict(row) for row in found]
 
 
@@ -443,7 +443,7 @@ async def test_what_a_call_without_a_reported_cost_is_charged(workspace, fake_cl
                 with anyio.fail_after(10):
                     await queued.wait()
                 inner.cancel()
-        rows = bridge.ledger.rows("SELECT outcome, cost_usd FROM calls ORDER BY started_at")
+        rows = bridge.ledger.rows("SELECT outcome, cost_usd FROM calls ORDER BY rowid")
     assert [r["outcome"] for r in rows] == ["error", "error", "ok", "cancelled"]
     assert [rows[i]["cost_usd"] for i in (0, 1, 3)] == [0.3, 0.0, 0.0]
 

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from claude_mcp_bridge.events import InitEvent, ResultEvent, TextEvent
-from claude_mcp_bridge.processes import Identity
+from claude_mcp_bridge.processes import MARK, Identity, marked, marked_env
 from claude_mcp_bridge.runner import Command, Limits, run
 from tests.support import pid_alive
 
@@ -188,11 +188,13 @@ async def test_a_silent_child_is_ended_as_stalled(fake_claude):
 
 
 async def test_a_child_that_keeps_printing_is_not_stalled(fake_claude):
+    # Printing for longer than stall_s, never silent for long: the silence is counted from
+    # the start, so the child's own start-up must fit in stall_s too, loaded machine or not.
     steps = [{"init": {}}]
-    for _ in range(6):
-        steps += [{"sleep": 0.2}, {"text": "tick"}]
+    for _ in range(12):
+        steps += [{"sleep": 0.25}, {"text": "tick"}]
     fake_claude.script([*steps, {"result": {}}])
-    result, _ = await collect(fake_claude, Limits(timeout_s=30, kill_grace_s=1, stall_s=0.6))
+    result, _ = await collect(fake_claude, Limits(timeout_s=30, kill_grace_s=1, stall_s=2))
     assert not result.stalled
     assert result.result is not None and not result.result.is_error
 
@@ -216,3 +218,20 @@ def test_a_process_keeps_its_identity_when_the_clock_moves_the_boot_time(monkeyp
     finally:
         child.communicate(b"")
     assert before.process() is None  # and a process that ended is still told apart
+
+
+def test_the_watchdog_finds_what_a_call_left_by_the_mark_it_inherited():
+    # A CLI exits when its stdin closes with a dead bridge; a daemon it left (setsid, its
+    # parent gone) is no one's descendant any more, but it still carries the mark.
+    marked_child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                                    stdin=subprocess.PIPE, env=marked_env(dict(os.environ)),
+                                    start_new_session=True)
+    plain = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE, start_new_session=True)
+    try:
+        found = {identity.pid for identity in marked(MARK)}
+        assert marked_child.pid in found and plain.pid not in found
+        assert os.getpid() not in found
+    finally:
+        marked_child.communicate(b"")
+        plain.communicate(b"")

@@ -17,12 +17,17 @@ Environment variables
 ---------------------
 ``FAKE_CLAUDE_SCRIPT``       path of a JSON file: a list of steps, or an object mapping keys to step
                              lists (key = first line of the prompt, stripped, when it is a key,
-                             else ``"default"``). Unset: one default success run.
+                             else ``"default"``). Each turn (each user message of stream-json
+                             input) picks its steps this way; a list is every turn's script.
+                             Unset: one default success run per turn.
 ``FAKE_CLAUDE_RECORD_DIR``   if set, every invocation writes ``<dir>/<pid>.json`` (atomically):
                              ``{"argv": [args after the program], "env": {...}, "stdin": str|null,
                              "prompt": the user messages of stream-json stdin (else stdin),
-                             "cwd", "pid", "pgid", "ppid", "sid"}``; ``stdin`` is null when the run
-                             failed (or printed help/version) before reading stdin. ``spawn`` steps
+                             "prompts": [the prompt of each turn so far], "cwd", "pid", "pgid",
+                             "ppid", "sid", "monotonic": when it was written, on
+                             CLOCK_MONOTONIC}``; ``stdin`` (what was read up to the first turn) is
+                             null when the run failed (or printed help/version) before reading
+                             stdin. The file is rewritten when a turn starts. ``spawn`` steps
                              append the grandchild pid to ``<dir>/<pid>.children``.
 ``FAKE_CLAUDE_VERSION``      ``2.1.197`` (default) or ``2.1.332``: which real CLI to imitate.
 ``FAKE_CLAUDE_STDIN_TIMEOUT`` seconds to wait for the first stdin byte (default 3, like the real
@@ -36,9 +41,13 @@ Steps (one action key per step)
 ``{"tool_use": {"name": "...", "input": {...}, "id"?: "toolu_..."}}``  assistant tool_use block
 ``{"tool_result": {"content": ..., "is_error"?: false, "tool_use_id"?: ...}}``  user event with a
                                      tool_result for the last tool_use (starts a new turn)
-``{"result": {overrides}, "exit"?: N}``  result event (success unless overridden); the process
-                                     exits at the end of the script with 0, or 1 when the result
-                                     has ``is_error: true``, or with the step's ``exit``
+``{"result": {overrides}, "exit"?: N, "turn_cost_usd"?: X}``  result event (success unless
+                                     overridden); the process exits at the end of the script (with
+                                     stream-json input: when stdin closes) with 0, or 1 when the
+                                     last result has ``is_error: true``, or with the step's
+                                     ``exit``. The turn costs X (default 0.0123); the event's
+                                     ``total_cost_usd`` is the process's total (see "Several
+                                     turns"), unless overridden: then that value is the new total
 ``{"raw": "text"}``                  that line as-is on stdout (any output format)
 ``{"stderr": "text"}``               that line on stderr
 ``{"sleep": seconds}``               sleep (signals still handled)
@@ -70,9 +79,11 @@ when the model answers it: a ``tool_use`` of ``StructuredOutput`` with the value
 to an agent with a ``tools`` list only when the list names it).
 
 Limits: with ``--max-budget-usd X``, a result whose ``total_cost_usd`` exceeds X is replaced by the
-2.1.197 ``error_max_budget_usd`` result (exit 1). With ``--max-turns N``, a text/tool_use step that
-would start turn N+1 (turns end at a tool_result) emits the ``error_max_turns`` result instead
-(exit 1). A malformed script or FAKE_CLAUDE_SCRIPT exits 3 with ``fake claude: script error: ...``.
+``error_max_budget_usd`` result (exit 1). With ``--max-turns N``, a text/tool_use step that would
+start model turn N+1 (model turns end at a tool_result) emits the ``error_max_turns`` result
+instead (exit 1). Either ends the turn: the rest of its script is skipped (with stream-json input
+the process then waits for the next message). A malformed script or FAKE_CLAUDE_SCRIPT exits 3
+with ``fake claude: script error: ...``.
 
 Output: ``stream-json`` (needs ``--verbose``) prints each event as one JSON line, flushed at once;
 ``json`` prints only the result object (with ``--verbose``: a JSON array of all events, as 2.1.197
@@ -94,7 +105,26 @@ bypassPermissions) prints a ``can_use_tool`` control request and waits for the
 error result carrying the message, and adds the use to ``permission_denials``. An ``allow``
 without ``updatedInput`` is what 2.1.197 rejects: the tool is denied with
 ``Tool permission request failed: ZodError: ...`` (2.1.332 accepts it and runs the tool). After
-the script the process waits for stdin to close (a second user message is not supported).
+a turn's result the process waits for the next user message (see below) until stdin closes.
+
+Several turns in one process (``--input-format stream-json``; checked against 2.1.197 and
+2.1.332 with and without the control protocol, the script of each turn picked by its prompt):
+each further user message is one more turn of the same session, played after the running turn's
+result (a message that arrives while a turn runs, even while a permission answer is awaited,
+waits its turn). Per turn, as both real versions print them: ``system/init`` again (only its
+``uuid`` differs: script it in each turn), the same ``session_id``, ``num_turns``, ``usage``,
+``duration_ms`` and ``permission_denials`` of that turn alone, ``--max-turns`` counted afresh.
+For the whole process: ``total_cost_usd`` (measured: turns of $0.0075 and $0.0225 printed 0.0075
+then 0.03), ``modelUsage`` (tokens and ``costUSD``), ``duration_api_ms``, and
+``--max-budget-usd``, which caps the process: the turn whose total goes over it ends with
+``error_max_budget_usd`` and every later message is answered at once with init and the same
+error, without asking the model (the process stays until stdin closes). Closing stdin ends the
+process with 0, or 1 when its last result was an error; with no user message at all it prints
+nothing and exits 0. The real CLI sends the earlier turns to the model in each request (a test
+sees them in ``prompts`` of the record). Not reproduced: ``--resume`` in 2.1.332 reports
+``total_cost_usd`` and ``modelUsage`` summed over the whole session, earlier processes included
+(2.1.197: this process's turns only; both cap this process's spend); script the total with
+``{"result": {"total_cost_usd": ...}}`` when a test needs it.
 
 Real-CLI behaviour reproduced (checked against 2.1.197): commander.js argv parsing and its exact
 error messages (unknown option with "Did you mean" suggestions, invalid choices, missing values,
@@ -119,6 +149,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(143))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+import contextlib
 import json
 import math
 import re
@@ -275,7 +306,7 @@ def long_options(*, hidden: bool) -> set[str]:
 # --------------------------------------------------------------------------------------------
 STATE: dict[str, Any] = {"recorded": False, "stdin": None, "result_emitted": False,
                          "children": [], "writing": 0, "deferred": None, "run": None,
-                         "interrupting": False}
+                         "interrupting": False, "prompts": []}
 
 
 class Exit(Exception):
@@ -326,8 +357,9 @@ def record(stdin: str | None) -> None:
         return
     pid = os.getpid()
     data = {"argv": sys.argv[1:], "env": dict(os.environ), "stdin": stdin,
-            "prompt": recorded_prompt(stdin), "cwd": os.getcwd(),
-            "pid": pid, "pgid": os.getpgid(0), "ppid": os.getppid(), "sid": os.getsid(0)}
+            "prompt": recorded_prompt(stdin), "prompts": STATE["prompts"], "cwd": os.getcwd(),
+            "pid": pid, "pgid": os.getpgid(0), "ppid": os.getppid(), "sid": os.getsid(0),
+            "monotonic": time.monotonic()}
     tmp = Path(folder) / f".{pid}.json.tmp"
     try:
         tmp.write_text(json.dumps(data, ensure_ascii=False))
@@ -335,6 +367,13 @@ def record(stdin: str | None) -> None:
     except OSError as exc:
         write(sys.stderr, f"fake claude: cannot record into FAKE_CLAUDE_RECORD_DIR: {exc}\n")
         os._exit(3)
+
+
+def record_turn(prompt: str) -> None:
+    """Rewrite the record with one more turn's prompt (stream-json input keeps the session)."""
+    STATE["prompts"].append(prompt)
+    STATE["recorded"] = False
+    record(STATE["stdin"])
 
 
 def recorded_prompt(stdin: str | None) -> str | None:
@@ -804,6 +843,8 @@ def wait_for_permission(request_id: str) -> dict[str, Any]:
             # stdin closed while the CLI waited for an answer: it ends without a result
             finish(0)
         frame = parse_frame(line) if line.strip() else None
+        if isinstance(frame, dict) and frame.get("type") == "user":
+            QUEUED.append(frame)  # the CLI answers it after this turn's result
         if not (isinstance(frame, dict) and frame.get("type") == "control_response"):
             continue
         response = frame.get("response") or {}
@@ -811,26 +852,31 @@ def wait_for_permission(request_id: str) -> dict[str, Any]:
             return response
 
 
-def wait_for_eof() -> None:
-    while True:
+QUEUED: list[dict[str, Any]] = []
+"""User messages that came while a turn was running, oldest first."""
+
+
+def next_user_message() -> str | None:
+    """The prompt of the next user message (a queued one first); None when stdin closes.
+    Other frames between turns are skipped."""
+    while not QUEUED:
         line = STDIN.next_line()
         if line is None:
-            return
+            return None
         frame = parse_frame(line) if line.strip() else None
         if isinstance(frame, dict) and frame.get("type") == "user":
-            raise Exit(2, "fake claude: a second user message is not supported\n")
+            QUEUED.append(frame)
+    return stream_json_prompt(dumps(QUEUED.pop(0)))
+
+
+def frames(raw: str) -> list[Any]:
+    """The JSON frames of stream-json input (raises Exit on a malformed line, as the CLI)."""
+    return [parse_frame(line) for line in raw.splitlines() if line.strip()]
 
 
 def stream_json_prompt(raw: str) -> str:
     texts = []
-    for line in raw.splitlines():
-        if not line.strip():
-            continue
-        try:
-            message = json_parse(line)
-        except ValueError as exc:
-            raise Exit(1, f"Error parsing streaming input line: {line}: "
-                          f"SyntaxError: {exc}\n") from None
+    for message in frames(raw):
         if isinstance(message, dict) and message.get("type") == "user":
             content = (message.get("message") or {}).get("content")
             if isinstance(content, str):
@@ -959,8 +1005,26 @@ def now_iso() -> str:
 
 
 STEP_KEYS = {"init": set(), "text": set(), "tool_use": set(), "tool_result": set(),
-             "result": {"exit"}, "raw": set(), "stderr": set(), "sleep": set(), "exit": set(),
-             "crash": set(), "hang": set(), "spawn": set(), "write": set(), "until": set()}
+             "result": {"exit", "turn_cost_usd"}, "raw": set(), "stderr": set(), "sleep": set(),
+             "exit": set(), "crash": set(), "hang": set(), "spawn": set(), "write": set(),
+             "until": set()}
+
+
+DEFAULT_TURN_COST = 0.0123
+"""What a turn costs unless its result step says otherwise."""
+
+
+class TurnOver(Exception):
+    """A limit ended the turn (its error result is out): the rest of its script is skipped."""
+
+
+def turn_script(prompt: str) -> list[dict[str, Any]]:
+    """The steps of the turn that answers ``prompt``: scripted, else the default answer."""
+    script = load_script(prompt)
+    if script is None:
+        answer = f"Fake answer to: {prompt.strip()[:200]}"
+        script = [{"init": {}}, {"text": answer}, {"result": {}}]
+    return script
 
 
 def script_error(message: str) -> Exit:
@@ -1012,6 +1076,9 @@ def load_script(prompt: str) -> list[dict[str, Any]] | None:
         if action == "spawn" and value not in ("sleeper", "setsid_sleeper"):
             raise script_error(
                 f"bad step {step!r}: only \"sleeper\" or \"setsid_sleeper\" can be spawned")
+        cost = step.get("turn_cost_usd", 0) if action == "result" else 0
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0:
+            raise script_error(f"bad step {step!r}: turn_cost_usd is a number >= 0")
         if action == "hang" and value not in (True, "ignore_term"):
             raise script_error(f"bad step {step!r}: hang is true or \"ignore_term\"")
     return script
@@ -1022,7 +1089,6 @@ class Run:
 
     def __init__(self, opts: dict[str, Any], ctx: dict[str, Any], prompt: str) -> None:
         self.opts, self.ctx, self.prompt = opts, ctx, prompt
-        self.started = time.monotonic()
         self.output = opts.get("output-format", "text")
         self.verbose = bool(opts.get("verbose"))
         if isinstance(opts.get("resume"), str) and not opts.get("fork-session"):
@@ -1035,16 +1101,28 @@ class Run:
         self.model = resolve_model(model) if model else DEFAULT_MODEL
         self.message_model = self.model.removesuffix("[1m]")
         self.events: list[dict[str, Any]] = []
-        self.turns = 0
-        self.turn_open = False
         self.message_id = ""
         self.last_tool_use_id: str | None = None
-        self.turn_texts: list[str] = []
         self.exit_code = 0
         self.max_turns = int(opts["max-turns"]) if "max-turns" in opts else None
-        self.denials: list[dict[str, Any]] = []
         self.denied: str | None = None
         """Why the last tool use was denied (its tool_result carries it)."""
+        # What the process adds up over its turns (stream-json input), as the real CLI does:
+        self.total_cost = 0.0
+        self.api_ms = 0
+        self.total_tokens = {"input_tokens": 0, "output_tokens": 0,
+                             "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        self.over_budget = False
+        self.new_turn()
+
+    def new_turn(self) -> None:
+        """Start a turn (a user message): model turns, timing, text and denials restart."""
+        self.turn_started = time.monotonic()
+        self.turns = 0
+        self.turn_open = False
+        self.turn_texts: list[str] = []
+        self.denials: list[dict[str, Any]] = []
+        STATE["result_emitted"] = False
 
     # ---- output
     def emit(self, event: dict[str, Any]) -> None:
@@ -1166,51 +1244,77 @@ class Run:
         return usage
 
     def durations(self) -> tuple[int, int]:
-        elapsed = max(1, int((time.monotonic() - self.started) * 1000))
-        return elapsed, max(1, elapsed // 2)
+        """(this turn's ms, the process's API ms so far): ``duration_ms`` is per turn,
+        ``duration_api_ms`` adds up over the turns."""
+        elapsed = max(1, int((time.monotonic() - self.turn_started) * 1000))
+        return elapsed, self.api_ms + max(1, elapsed // 2)
+
+    def add_turn(self, cost: float, usage: dict[str, Any], api_ms: int) -> None:
+        """Add a finished turn to the process's totals."""
+        self.total_cost, self.api_ms = cost, api_ms
+        for key in self.total_tokens:
+            value = usage.get(key, 0)
+            self.total_tokens[key] += value if isinstance(value, int) else 0
 
     def result(self, step: dict[str, Any]) -> None:
         overrides = step["result"]
         duration, api = self.durations()
         usage = self.usage()
+        turn_cost = step.get("turn_cost_usd", DEFAULT_TURN_COST)
         event: dict[str, Any] = {
             "type": "result", "subtype": "success", "is_error": False, "api_error_status": None,
             "duration_ms": duration, "duration_api_ms": api, "ttft_ms": api, "ttft_stream_ms": api,
             "time_to_request_ms": 0, "num_turns": max(self.turns, 1),
             "result": "".join(self.turn_texts), "stop_reason": "end_turn",
-            "session_id": self.session_id, "total_cost_usd": 0.0123, "usage": usage,
+            "session_id": self.session_id, "total_cost_usd": self.total_cost + turn_cost,
+            "usage": usage,
             "modelUsage": {}, "permission_denials": list(self.denials),
             "terminal_reason": "completed",
             "fast_mode_state": "off", "uuid": str(uuid.uuid4())}
         event.update(overrides)
-        if "modelUsage" not in overrides:
-            event["modelUsage"] = model_usage(self.model, usage, event["total_cost_usd"])
-        budget = self.opts.get("max-budget-usd")
         cost = event.get("total_cost_usd")
-        if budget is not None and isinstance(cost, (int, float)) and cost > js_number_parse(budget):
-            over = error_result(
-                "error_max_budget_usd", self.session_id, max(self.turns, 1),
-                [f"Reached maximum budget (${self.budget_text()})"],
-                duration_ms=duration, stop_reason="end_turn", total_cost_usd=cost,
-                modelUsage=model_usage(self.model, usage, cost))
-            over.pop("terminal_reason")  # none in 2.1.197 (2.1.330: budget_exhausted)
-            self.emit_result(over)
-            finish(1)
+        self.add_turn(cost if isinstance(cost, (int, float)) else self.total_cost,
+                      event["usage"] if isinstance(event["usage"], dict) else {}, api)
+        if "modelUsage" not in overrides:
+            event["modelUsage"] = model_usage(self.model, self.total_tokens, self.total_cost)
+        budget = self.opts.get("max-budget-usd")
+        if budget is not None and self.total_cost > js_number_parse(budget):
+            self.over_budget = True
+            self.emit_result(self.budget_result(duration, "end_turn"))
+            self.exit_code = 1
+            raise TurnOver
         self.emit_result(event)
         if "exit" in step:
             self.exit_code = int(step["exit"])
         else:
             self.exit_code = 1 if event.get("is_error") else 0
 
+    def budget_result(self, duration: int, stop_reason: str | None) -> dict[str, Any]:
+        """``error_max_budget_usd``: the process's spend went over ``--max-budget-usd``."""
+        over = error_result(
+            "error_max_budget_usd", self.session_id, max(self.turns, 1),
+            [f"Reached maximum budget (${self.budget_text()})"],
+            duration_ms=duration, duration_api_ms=self.api_ms, stop_reason=stop_reason,
+            total_cost_usd=self.total_cost,
+            modelUsage=model_usage(self.model, self.total_tokens, self.total_cost))
+        if LATEST:
+            over["terminal_reason"] = "budget_exhausted"
+        else:
+            over.pop("terminal_reason")  # none in 2.1.197
+        return over
+
     def finish_max_turns(self) -> NoReturn:
         duration, api = self.durations()
         usage = self.usage()
+        self.add_turn(self.total_cost + DEFAULT_TURN_COST, usage, api)
         self.emit_result(error_result(
             "error_max_turns", self.session_id, self.turns + 1,
             [f"Reached maximum number of turns ({self.max_turns})"], duration_ms=duration,
-            duration_api_ms=api, stop_reason="tool_use", total_cost_usd=0.0123, usage=usage,
-            modelUsage=model_usage(self.model, usage, 0.0123), terminal_reason="max_turns"))
-        finish(1)
+            duration_api_ms=api, stop_reason="tool_use", total_cost_usd=self.total_cost,
+            usage=usage, modelUsage=model_usage(self.model, self.total_tokens, self.total_cost),
+            terminal_reason="max_turns"))
+        self.exit_code = 1
+        raise TurnOver
 
     def interrupted(self) -> None:
         """SIGINT during the run: what 2.1.197 prints (exit code 0)."""
@@ -1230,6 +1334,28 @@ class Run:
 
     # ---- script
     def run(self, script: list[dict[str, Any]]) -> NoReturn:
+        """Play the first turn; with stream-json input, every further user message is one
+        more turn of the same session, until stdin closes."""
+        self.play(script)
+        while self.opts.get("input-format") == "stream-json":
+            prompt = next_user_message()
+            if prompt is None:
+                break
+            record_turn(prompt)
+            self.new_turn()
+            if self.over_budget:  # the CLI answers at once, without asking the model
+                self.emit(self.init_event({}))
+                self.emit_result(self.budget_result(self.durations()[0], None))
+                continue
+            self.play(turn_script(prompt))
+        finish(self.exit_code)
+
+    def play(self, script: list[dict[str, Any]]) -> None:
+        """One turn's steps; a limit reached ends the turn early."""
+        with contextlib.suppress(TurnOver):
+            self.steps(script)
+
+    def steps(self, script: list[dict[str, Any]]) -> None:
         for step in script:
             action = step_action(step)
             value = step[action]
@@ -1275,9 +1401,6 @@ class Run:
                 target = Path(os.getcwd()) / value["path"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(value["content"])
-        if self.opts.get("input-format") == "stream-json":
-            wait_for_eof()  # the CLI waits for another user message until stdin closes
-        finish(self.exit_code)
 
     def permission(self, name: str, tool_input: dict[str, Any]) -> str | None:
         """Ask the runner on stdin when the tool needs permission; why it was denied, or None."""
@@ -1361,6 +1484,9 @@ def main() -> NoReturn:
         STATE["stdin"] = stdin
         record(stdin)
         prompt = validate_after_stdin(opts, ctx, stdin, operands)
+        if opts.get("input-format") == "stream-json" and not operands and not any(
+                isinstance(f, dict) and f.get("type") == "user" for f in frames(stdin)):
+            finish(0)  # stdin closed before any user message: both versions print nothing
         if prompt.strip() == "" and LATEST:
             raise Exit(1, "Error: Input contained only whitespace. Provide a prompt with text "
                           "through stdin or as a prompt argument when using --print\n")
@@ -1369,10 +1495,8 @@ def main() -> NoReturn:
             if opts.get("output-format") == "stream-json":
                 finish(0)
             raise Exit(1, "Error: No messages returned from query\n")
-        script = load_script(prompt)
-        if script is None:
-            answer = f"Fake answer to: {prompt.strip()[:200]}"
-            script = [{"init": {}}, {"text": answer}, {"result": {}}]
+        record_turn(prompt)
+        script = turn_script(prompt)
         run = STATE["run"] = Run(opts, ctx, prompt)
         run.run(script)
     except Exit as exc:

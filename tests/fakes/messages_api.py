@@ -21,6 +21,9 @@ The script is a list of turns, consumed in order by the model turns ("main" requ
 - ``{"delay": seconds}``: wait before answering; ``{"slow": seconds}``: wait between stream chunks
   (the text and the tool input are then sent in about 8 deltas). Both can be keys of a turn, or a
   turn of their own, which then applies to the next turn (a bare modifier consumes no request).
+- ``{"hold": "name"}``: the request is recorded, then not answered until the test calls
+  ``release("name")`` (or the server stops): the model "thinks" exactly as long as a test needs,
+  e.g. to write to the CLI while its turn runs.
 - ``{"usage": {"input_tokens": n, "output_tokens": n, ...}}``: the usage reported for the turn
   (default ``DEFAULT_USAGE``); the CLI computes ``total_cost_usd`` from it.
 - ``{"stop_reason": "max_tokens"}``: overrides the stop reason.
@@ -221,6 +224,7 @@ class ScriptedModel:
         self.side_text = side_text
         self.default_text = default_text
         self.requests: list[RecordedRequest] = []
+        self._released: set[str] = set()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -273,6 +277,21 @@ class ScriptedModel:
         assert turns, "no model request reached the scripted server"
         return turns[-1]
 
+    def release(self, name: str) -> None:
+        """Answer the turns held with ``{"hold": name}`` (now and later)."""
+        with self._changed:
+            self._released.add(name)
+            self._changed.notify_all()
+
+    def _held(self, name: str) -> bool:
+        """Wait until ``name`` is released; False when the server stopped first."""
+        with self._changed:
+            while name not in self._released:
+                if self._stop.is_set():
+                    return False
+                self._changed.wait()
+            return True
+
     def wait_for_turns(self, count: int = 1, timeout: float = 30.0) -> bool:
         """Block until ``count`` model turns have arrived; False on timeout."""
         deadline = time.monotonic() + timeout
@@ -314,6 +333,8 @@ class ScriptedModel:
 
     def stop(self) -> None:
         self._stop.set()  # wakes handlers sleeping in delay/slow; they return at once
+        with self._changed:
+            self._changed.notify_all()  # and those held
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -445,6 +466,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, body: dict[str, Any], turn: dict[str, Any]) -> None:
         model = self.server_model
         if not model._sleep(float(turn.get("delay") or 0)):
+            return
+        if "hold" in turn and not model._held(str(turn["hold"])):
             return
         if "error" in turn:
             status = int(turn["error"])

@@ -290,7 +290,7 @@ def ledger_rows(data_dir: Path) -> list[dict[str, Any]]:
     path = data_dir / "ledger.sqlite3"
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM calls ORDER BY started_at")]
+        return [dict(row) for row in db.execute("SELECT * FROM calls ORDER BY rowid")]
 
 
 def charged(row: dict[str, Any]) -> float:

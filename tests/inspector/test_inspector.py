@@ -8,11 +8,9 @@ that reason when it (or node) is absent. Calls run the strict fake `claude`.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +23,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PINNED = (REPO / ".ci" / "inspector-version").read_text().strip()
 BRIDGE = [sys.executable, "-m", "claude_mcp_bridge", "serve"]
+# The Inspector gives a server 15 s to start and answer initialize, which a loaded machine
+# can take; the bound on the whole run is the subprocess timeout.
+CONNECT_TIMEOUT = ["--connect-timeout", "100000"]
 
 
 def inspector_path() -> Path:
@@ -60,8 +61,9 @@ def bridge_env(workspace, fake) -> dict[str, str]:
 def run_inspector(inspector: Path, workspace, *args: str) -> Any:
     """One Inspector CLI run; its stdout is the JSON result of the method."""
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workspace.home)}
-    done = subprocess.run([str(inspector), "--cli", *args], capture_output=True, text=True,
-                          env=env, cwd=workspace.project, timeout=120)
+    done = subprocess.run([str(inspector), "--cli", *CONNECT_TIMEOUT, *args],
+                          capture_output=True, text=True, env=env, cwd=workspace.project,
+                          timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
@@ -111,9 +113,9 @@ def test_every_output_schema_passes_the_inspectors_strict_check(inspector, works
     env_flags = ["-e", f"CLAUDE_MCP_BRIDGE_CONFIG={config}"]
     target = over_stdio(workspace, fake_claude)
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workspace.home)}
-    done = subprocess.run([str(inspector), "--cli", "--strict", "--method", "tools/list",
-                           *env_flags, *target], capture_output=True, text=True, env=env,
-                          cwd=workspace.project, timeout=120)
+    done = subprocess.run([str(inspector), "--cli", *CONNECT_TIMEOUT, "--strict", "--method",
+                           "tools/list", *env_flags, *target], capture_output=True, text=True,
+                          env=env, cwd=workspace.project, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     listed = json.loads(done.stdout)
     assert {t["name"] for t in listed["tools"]} >= {
@@ -125,40 +127,32 @@ def test_every_output_schema_passes_the_inspectors_strict_check(inspector, works
     assert findings == []
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def health_status(port: int) -> int | None:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/health")
-        return connection.getresponse().status
-    except OSError:
-        return None
-    finally:
-        connection.close()
+def listening_url(log: Path) -> str | None:
+    """The URL the server's JSON log says it listens on, once it says so (whole lines only:
+    the server may be writing the next one)."""
+    for line in log.read_text().split("\n")[:-1]:
+        if '"http.listening"' in line:
+            return str(json.loads(line)["url"])
+    return None
 
 
 @contextlib.contextmanager
 def http_bridge(workspace, fake) -> Iterator[str]:
-    """`serve --transport http` on a free loopback port; yields the /mcp URL once /health is up."""
-    port = free_port()
+    """`serve --transport http` on a port the system picks; yields the /mcp URL once the server
+    says it listens (a port picked here and bound later could be taken meanwhile)."""
     log = workspace.home / "http-bridge.log"
     with log.open("wb") as stderr:
         server = subprocess.Popen(
-            [*BRIDGE, "--transport", "http", "--host", "127.0.0.1", "--port", str(port),
-             "--project-dir", str(workspace.project)],
+            [*BRIDGE, "--transport", "http", "--host", "127.0.0.1", "--port", "0",
+             "--log-format", "json", "--project-dir", str(workspace.project)],
             env=bridge_env(workspace, fake), stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        deadline = time.monotonic() + 30
-        while health_status(port) != 200:
+        deadline = time.monotonic() + 60
+        while (url := listening_url(log)) is None:  # another process's log: polled
             assert server.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "GET /health never answered 200"
+            assert time.monotonic() < deadline, "the server never said it listens"
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"{url}/mcp"
     finally:
         server.terminate()
         try:
