@@ -236,20 +236,20 @@ class Bridge:
                     outcome, structured = await self._run(admitted, limits, progress, began,
                                                           spend, desk)
                 settled = True
-                await self.settler.finished(call_id, tool, outcome, cap, began)
+                self.settler.finished(call_id, tool, outcome, cap, began)  # written after
                 return Finished(tool, outcome, structured)
             except QueueFull as exc:
                 settled = True
-                await self.settler.stopped(call_id, tool, "refused", str(exc), began,
-                                           ran=False, reported_usd=None, cap=cap)
+                self.settler.stopped(call_id, tool, "refused", str(exc), began,
+                                     ran=False, reported_usd=None, cap=cap)
                 return Finished(tool, None, refusal=Refusal("queue", str(exc)))
             finally:
                 ended, why = self.calls.why_stopped(stop)
                 try:
                     if not settled:  # cancelled (client, disconnect, shutdown) or a bug
-                        await self.settler.stopped(call_id, tool, ended, why, began,
-                                                   ran=spend.ran, reported_usd=spend.reported,
-                                                   cap=cap)
+                        self.settler.stopped(call_id, tool, ended, why, began,
+                                             ran=spend.ran, reported_usd=spend.reported,
+                                             cap=cap)
                 finally:
                     self.calls.untrack(stop)
         # only a stop by the bridge (our own scope) gets here; a client's cancel propagates
@@ -286,6 +286,7 @@ class Bridge:
             seen.append(True)
             if isinstance(event, ResultEvent) and event.total_cost_usd is not None:
                 spend.reported = cost = event.total_cost_usd
+                # written before the answer: a crash before the settlement is charged this
                 await retried(lambda: self.ledger.note_cost(admitted.call_id, cost),
                               f"recording the cost of call {admitted.call_id[:8]}")
             await progress.on_event(event)

@@ -108,7 +108,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         _freeze_start_up()
         jobs = JobBoard(bridge)
         server = create_server(bridge, jobs)
-        anyio.run(_serving, server, jobs, partial(serve_http, bridge, server, options))
+        anyio.run(_serving, server, bridge, jobs, partial(serve_http, bridge, server, options))
     return 0
 
 
@@ -140,9 +140,9 @@ async def _stdio_answering_first(args: argparse.Namespace, stack: ExitStack) -> 
             failure = exc
             tg.cancel_scope.cancel()
         else:
-            server.attach(bridge, jobs)
             _freeze_start_up()
-            await _serving(server, jobs, anyio.sleep_forever)
+            await _serving(server, bridge, jobs, anyio.sleep_forever,
+                           attach=partial(server.attach, bridge, jobs))
     if failure is not None:
         raise failure
     return 0
@@ -165,21 +165,25 @@ def _freeze_start_up() -> None:
     gc.freeze()
 
 
-async def _serving(server: BridgeServer, jobs: JobBoard,
-                   serve: Callable[[], Awaitable[None]]) -> None:
-    """Run a transport, with background jobs and the hot-reload watcher beside it."""
+async def _serving(server: BridgeServer, bridge: Bridge, jobs: JobBoard,
+                   serve: Callable[[], Awaitable[None]],
+                   attach: Callable[[], None] | None = None) -> None:
+    """Run a transport, with background jobs and the hot-reload watcher beside it;
+    ``attach`` the bridge (stdio) once the watchers took their first look, so a change a
+    client makes after it saw the tools is never taken for the state they were built from."""
     from .reload import watch, watch_file
 
-    bridge = server.bridge
     reload = bridge.settings.config.reload
     config_file = bridge.settings.config_file or default_config_file()
     async with bridge.warm.running(), jobs.running(), anyio.create_task_group() as tg:
         if reload.enabled:
-            tg.start_soon(partial(watch, bridge.settings.roots, server.reload,
-                                  poll_s=reload.poll_s, debounce_s=reload.debounce_s))
-            tg.start_soon(partial(watch_file, config_file,
-                                  partial(server.reload_config, config_file),
-                                  poll_s=reload.poll_s, debounce_s=reload.debounce_s))
+            await tg.start(partial(watch, bridge.settings.roots, server.reload,
+                                   poll_s=reload.poll_s, debounce_s=reload.debounce_s))
+            await tg.start(partial(watch_file, config_file,
+                                   partial(server.reload_config, config_file),
+                                   poll_s=reload.poll_s, debounce_s=reload.debounce_s))
+        if attach is not None:
+            attach()
         await serve()
         tg.cancel_scope.cancel()
 

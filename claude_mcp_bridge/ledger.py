@@ -36,7 +36,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +65,7 @@ from .ledger_store import storable as storable
 from .ledger_store import utc as utc
 from .outcomes import Outcome
 from .processes import Identity, end_trees_now, owner, owner_host
+from .write_behind import AfterQueued, WriteBehind
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,8 @@ class Ledger:
     hosts."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        self._behind = WriteBehind("ledger")
+        self._store: Store = AfterQueued(store, self._behind)
         self._me = owner(os.getpid())
         self._keeper: LeaseKeeper | None = None
 
@@ -166,7 +168,12 @@ class Ledger:
     def close(self) -> None:
         if self._keeper is not None:
             self._keeper.stop()
-        self._store.close(self._me)
+        self._store.close(self._me)  # after every queued write
+
+    def later(self, write: Callable[[], object]) -> None:
+        """Queue ``write`` (a settlement, a note) to be made in order without waiting for
+        it; every read and transaction after waits for it (``write_behind.py``)."""
+        self._behind.submit(write)
 
     def __enter__(self) -> Ledger:
         return self

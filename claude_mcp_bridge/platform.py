@@ -156,6 +156,20 @@ def walks_process_groups() -> bool:
     return KIND == "posix"
 
 
+def group_empty(pgid: int) -> bool:
+    """True when no process is left in the POSIX group ``pgid``: its leader (a session
+    leader cannot leave it) is gone too, so a walk of the tree could find nothing new."""
+    if KIND != "posix" or sys.platform == "win32":
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 # -- shutdown signals --------------------------------------------------------------------
 
 _THREAD_ENDS = contextlib.suppress(BaseException)

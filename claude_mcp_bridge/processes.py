@@ -153,7 +153,8 @@ class CallTree:
         """Terminate everything known and alive, wait up to ``grace_s``, then kill what is
         left, then end the tree's container (Windows: its Job Object). Returns True when a
         process had to be stopped. Every wait is bounded."""
-        await anyio.to_thread.run_sync(self.refresh)
+        if not platform.group_empty(self.leader_pid):  # a finished call skips the scan
+            await anyio.to_thread.run_sync(self.refresh)
         living = self.alive()
         if living:
             _terminate(living)

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
 
 import anyio
+from anyio.abc import TaskStatus
 
 from agents_registry import Roots, candidate_files
 
@@ -42,10 +43,13 @@ def signature(roots: Roots) -> Signature:
 
 
 async def watch(
-    roots: Roots, on_change: Callable[[], Awaitable[None]], *, poll_s: float, debounce_s: float
+    roots: Roots, on_change: Callable[[], Awaitable[None]], *, poll_s: float, debounce_s: float,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Call ``on_change`` after each settled change of the files under ``roots``; forever."""
-    await _watch(lambda: signature(roots), on_change, poll_s=poll_s, debounce_s=debounce_s)
+    """Call ``on_change`` after each settled change of the files under ``roots``; forever.
+    Started (``task_status``) once it has taken its first look."""
+    await _watch(lambda: signature(roots), on_change, poll_s=poll_s, debounce_s=debounce_s,
+                 task_status=task_status)
 
 
 def file_signature(path: Path) -> tuple[int, int, int] | None:
@@ -58,16 +62,19 @@ def file_signature(path: Path) -> tuple[int, int, int] | None:
 
 
 async def watch_file(
-    path: Path, on_change: Callable[[], Awaitable[None]], *, poll_s: float, debounce_s: float
+    path: Path, on_change: Callable[[], Awaitable[None]], *, poll_s: float, debounce_s: float,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Call ``on_change`` after each settled change of the file at ``path``; forever."""
     await _watch(lambda: file_signature(path), on_change, poll_s=poll_s,
-                 debounce_s=debounce_s)
+                 debounce_s=debounce_s, task_status=task_status)
 
 
 async def _watch(look: Callable[[], Hashable], on_change: Callable[[], Awaitable[None]], *,
-                 poll_s: float, debounce_s: float) -> None:
+                 poll_s: float, debounce_s: float,
+                 task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     current = await anyio.to_thread.run_sync(look)
+    task_status.started()
     while True:
         await anyio.sleep(poll_s)
         seen = await anyio.to_thread.run_sync(look)

@@ -23,6 +23,7 @@ from mcp.server.subscriptions import ListenHandler
 from . import __version__
 from .asking import SessionApprover
 from .errors import UnknownToolError
+from .listing_cache import Listed, ListingCache, envelope_only
 from .mcp_edge import (
     POST_SCOPE_KEY,
     Caller,
@@ -137,6 +138,7 @@ class BridgeServer(_BridgeServer):
         self.add_notification_handler("notifications/initialized", types.NotificationParams,
                                       self._on_initialized)
         self.middleware.append(self._note_contact)
+        self.middleware.append(ListingCache(self._listed))  # inside: contact is noted first
         if bridge is not None:
             self.attach(bridge, jobs)
 
@@ -238,7 +240,14 @@ class BridgeServer(_BridgeServer):
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         await self.attached()
+        if envelope_only():  # the listing cache shapes the tools itself
+            return types.ListToolsResult(tools=[])
         return types.ListToolsResult(tools=self.visible_tools(client_of(ctx)))
+
+    async def _listed(self, ctx: ServerRequestContext[Any]) -> Listed:
+        """What the listing cache may answer this ``tools/list`` with."""
+        bridge = await self.attached()
+        return Listed(bridge.catalog, self.published(), self.visible_tools(client_of(ctx)))
 
     def visible_tools(self, client: str | None) -> list[types.Tool]:
         """The tools a caller sees: the owner all, a client only those it may call."""

@@ -11,14 +11,17 @@ a drain, a shutdown):
   would block the rest of the day);
 - a call that never started its child (refused in the queue) is charged $0.
 
-A ledger write that fails (disk full, I/O error) is retried a few times, then logged and
-left: the row stays ``running`` with its reservation held, and the next bridge that
-opens the ledger settles it ``interrupted``, charging that reservation. A failed write
-never raises out of settling, so a call always leaves the in-flight set.
+The settlement is queued (``Ledger.later``): the call answers without waiting for the
+write, and every later read or reservation of the ledger waits for it. A ledger write
+that fails (disk full, I/O error) is retried a few times, then logged and left: the row
+stays ``running`` with its reservation held, and the next bridge that opens the ledger
+settles it ``interrupted``, charging that reservation. A failed write never raises out
+of settling, so a call always leaves the in-flight set.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -43,33 +46,50 @@ class Settler:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
 
-    async def finished(self, call_id: str, tool: str, call: CallReport, cap: float | None,
-                       began: float) -> None:
+    def finished(self, call_id: str, tool: str, call: CallReport, cap: float | None,
+                 began: float) -> None:
         """Settle a call that ran to a report (ok, error, timeout, stall)."""
         output = call.output
         cost = output.cost_usd if output.cost_usd is not None else charge_unknown(call_id, cap)
         error = call.message if call.outcome != "ok" else None
-        await self._write(call_id, Settlement(
+        self._write(call_id, Settlement(
             outcome=call.outcome, cost_usd=cost, num_turns=output.num_turns,
             session_id=output.session_id, usage=_tokens(call.usage), error=error,
             duration_ms=output.duration_ms, wall_ms=_wall_ms(began)))
         _log_end(call_id, tool, call.outcome, cost, began, error[:200] if error else None)
 
-    async def stopped(self, call_id: str, tool: str, outcome: Outcome, why: str, began: float,
-                      *, ran: bool, reported_usd: float | None, cap: float | None) -> None:
+    def stopped(self, call_id: str, tool: str, outcome: Outcome, why: str, began: float,
+                *, ran: bool, reported_usd: float | None, cap: float | None) -> None:
         """Settle a call that was refused in the queue or stopped before its report."""
         if reported_usd is not None:
             charged = reported_usd
         else:
             charged = charge_unknown(call_id, cap) if ran else 0.0
-        await self._write(call_id, Settlement(outcome=outcome, cost_usd=charged, error=why,
-                                              wall_ms=_wall_ms(began)))
+        self._write(call_id, Settlement(outcome=outcome, cost_usd=charged, error=why,
+                                        wall_ms=_wall_ms(began)))
         _log_end(call_id, tool, outcome, charged, began, why)
 
-    async def _write(self, call_id: str, settlement: Settlement) -> None:
-        with anyio.CancelScope(shield=True):
-            await retried(lambda: self._ledger.settle(call_id, settlement),
-                          f"settling call {call_id[:8]}")
+    def _write(self, call_id: str, settlement: Settlement) -> None:
+        write_later(self._ledger, lambda: self._ledger.settle(call_id, settlement),
+                    f"settling call {call_id[:8]}")
+
+
+def write_later(ledger: Ledger, write: Callable[[], None], what: str) -> None:
+    """Queue a ledger write, retried on I/O errors as ``retried`` does, on the ledger's
+    writer thread (its queue waits meanwhile, so writes keep their order)."""
+    ledger.later(functools.partial(_retried_now, write, what))
+
+
+def _retried_now(write: Callable[[], None], what: str) -> bool:
+    for attempt, delay in enumerate((*RETRY_DELAYS_S, None), 1):
+        try:
+            write()
+            return True
+        except LEDGER_ERRORS as exc:
+            if not _again(what, attempt, exc, delay):
+                return False
+            time.sleep(delay or 0)
+    return False
 
 
 async def retried(write: Callable[[], None], what: str) -> bool:
@@ -80,14 +100,20 @@ async def retried(write: Callable[[], None], what: str) -> bool:
             await anyio.to_thread.run_sync(write)
             return True
         except LEDGER_ERRORS as exc:
-            if delay is None:
-                logger.error("%s failed %d times (%s); the ledger keeps the call running and "
-                             "the next start settles it, charging its reservation",
-                             what, attempt, exc)
+            if not _again(what, attempt, exc, delay):
                 return False
-            logger.warning("%s failed (%s); retrying in %gs", what, exc, delay)
-            await anyio.sleep(delay)
+            await anyio.sleep(delay or 0)
     return False
+
+
+def _again(what: str, attempt: int, exc: BaseException, delay: float | None) -> bool:
+    """Log a failed attempt; whether to try again (after ``delay``)."""
+    if delay is None:
+        logger.error("%s failed %d times (%s); the ledger keeps the call running and the "
+                     "next start settles it, charging its reservation", what, attempt, exc)
+        return False
+    logger.warning("%s failed (%s); retrying in %gs", what, exc, delay)
+    return True
 
 
 def charge_unknown(call_id: str, cap: float | None) -> float:

@@ -90,6 +90,32 @@ async def test_a_client_sees_and_calls_only_its_tools_and_jobs(running, workspac
     assert rows == {"ci-bot": "ci-bot"}
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_the_cached_listing_shows_a_client_only_its_tools_and_follows_a_config_reload(
+        running, workspace, mode):
+    # tools/list is served from a cache of its wire form (issue 18); the owner's listing
+    # fills it first, and a client must still see only what it may call (issue 20)
+    async with client_with(running.url, OWNER, mode) as owner:
+        listed = [t.name for t in (await owner.list_tools()).tools]
+        assert agent_tools_of(listed) == ["agent_reviewer", "agent_writer"]
+        assert "test_agent" in listed
+    async with client_with(running.url, CI, mode) as ci:
+        for _ in range(2):
+            listed = [t.name for t in (await ci.list_tools(cache_mode="bypass")).tools]
+            assert agent_tools_of(listed) == ["agent_reviewer"] and "test_agent" not in listed
+    config = workspace.home / "config.toml"
+    config.write_text(config.read_text().replace('tools = ["reviewer"]',
+                                                 'tools = ["reviewer", "writer"]'))
+    with anyio.fail_after(15):
+        while True:  # a new session each time: one open across the reload is not the point
+            async with client_with(running.url, CI, mode) as ci:
+                listed = [t.name for t in (await ci.list_tools()).tools]
+            if len(agent_tools_of(listed)) == 2:
+                break
+            await anyio.sleep(0.1)  # the reload is another process's
+    assert "test_agent" not in listed
+
+
 def agent_tools_of(names: list[str]) -> list[str]:
     return [n for n in names if n.startswith(("agent_", "skill_"))]
 

@@ -537,3 +537,49 @@ def test_usage_counts_a_row_from_before_wall_times_with_its_duration(ledger):
     ledger.write("UPDATE calls SET wall_ms = NULL", ())  # as a ledger before wall times left it
     [reviewer, _] = usage_rows(ledger, since=NOW - timedelta(hours=1), by="tool")
     assert reviewer.wall_p50_ms == 300
+
+
+# --- writes made later (settlements after the answer) ----------------------------------------
+
+def test_a_read_sees_every_settlement_queued_before_it(ledger):
+    ids = [admitted(ledger.reserve(call(), 0.5, NO_BUDGET, NO_BUDGET, now=NOW)).call_id
+           for _ in range(200)]
+    for call_id in ids:
+        ledger.later(lambda call_id=call_id: ledger.settle(
+            call_id, Settlement(outcome="ok", cost_usd=0.01), now=NOW))
+    assert ledger.spent(tool=None, period="day", now=NOW) == pytest.approx(2.0)
+    assert ledger.get(ids[-1])["outcome"] == "ok"
+
+
+def test_a_reservation_waits_for_the_settlements_queued_before_it(ledger):
+    daily = Budget(daily_usd=1.0)
+    held = [admitted(ledger.reserve(call(), 0.009, NO_BUDGET, daily, now=NOW)).call_id
+            for _ in range(100)]  # $0.90 held
+    for call_id in held:
+        ledger.later(lambda call_id=call_id: ledger.settle(
+            call_id, Settlement(outcome="ok", cost_usd=0.001), now=NOW))
+    admitted(ledger.reserve(call(), 0.5, NO_BUDGET, daily, now=NOW))  # $0.10 spent, not 0.90
+
+
+def test_closing_the_ledger_writes_everything_queued(path):
+    with Ledger.open(path) as ledger:
+        ids = [admitted(ledger.reserve(call(), 0.5, NO_BUDGET, NO_BUDGET, now=NOW)).call_id
+               for _ in range(50)]
+        for call_id in ids:
+            ledger.later(lambda call_id=call_id: ledger.settle(
+                call_id, Settlement(outcome="ok", cost_usd=0.01), now=NOW))
+    with raw(path) as db:
+        outcomes = {row[0] for row in db.execute("SELECT outcome FROM calls")}
+    assert outcomes == {"ok"}
+
+
+def test_a_queued_write_that_fails_is_logged_and_the_next_ones_still_run(ledger, caplog):
+    ok = admitted(ledger.reserve(call(), 0.5, NO_BUDGET, NO_BUDGET, now=NOW)).call_id
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    ledger.later(broken)
+    ledger.later(lambda: ledger.settle(ok, Settlement(outcome="ok", cost_usd=0.2), now=NOW))
+    assert ledger.get(ok)["outcome"] == "ok"
+    assert "a queued ledger write failed" in caplog.text

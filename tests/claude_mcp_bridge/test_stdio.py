@@ -252,3 +252,69 @@ def test_a_bad_config_over_stdio_ends_the_server_with_the_reason(workspace, fake
     assert proc.returncode == 2
     assert out == b""
     assert "bad.toml" in err.decode() and "max_concurrency" in err.decode()
+
+
+def test_a_listing_larger_than_the_pipe_arrives_whole(workspace, fake_claude):
+    # frames are written on the event loop to a non-blocking stdout: a full pipe waits
+    for i in range(150):
+        workspace.agent(f"agent{i:03}")
+    proc = start_raw(workspace, fake_claude)
+    try:
+        handshake(proc)
+        send(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        line = proc.stdout.readline()
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
+    assert len(line) > 256 * 1024
+    assert len(agent_tools_named(json.loads(line)["result"]["tools"])) == 150
+
+
+def agent_tools_named(tools: list[dict]) -> list[str]:
+    return [t["name"] for t in tools if t["name"].startswith("agent_")]
+
+
+STRAY = """
+import anyio, os, sys
+import mcp_types as types
+from mcp.server import Server
+from claude_mcp_bridge.transports.stdio import serve_stdio
+
+async def call(ctx, params):
+    os.write(1, b"stray bytes on fd 1\\n")
+    print("a stray print", flush=True)
+    return types.CallToolResult(content=[types.TextContent(type="text", text="done")])
+
+async def tools(ctx, params):
+    return types.ListToolsResult(tools=[types.Tool(name="t", input_schema={"type": "object"})])
+
+anyio.run(serve_stdio, Server("stray", on_call_tool=call, on_list_tools=tools))
+"""
+
+
+def test_a_stray_write_to_stdout_goes_to_stderr_not_into_the_frames():
+    proc = subprocess.Popen([sys.executable, "-c", STRAY], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        handshake(proc)
+        send(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                    "params": {"name": "t", "arguments": {}}})
+        answer = json.loads(proc.stdout.readline())
+        proc.stdin.close()
+        rest = proc.stdout.read()
+        proc.wait(timeout=10)
+        stderr = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
+    assert answer["result"]["content"][0]["text"] == "done"
+    assert rest == b""
+    assert "stray bytes on fd 1" in stderr and "a stray print" in stderr

@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,9 +192,11 @@ def write_config(workspace: Any, config: str | None) -> list[str]:
 
 def spawn_serve(workspace: Any, fake: Any, data_dir: Path, *, transport: str,
                 config: str | None = None, env: dict[str, str] | None = None,
-                name: str = "bridge") -> BridgeProcess:
-    """Start ``serve`` without waiting for it (see ``start_http``, ``start_stdio``)."""
-    args = [sys.executable, "-m", "claude_mcp_bridge", "serve", "--project-dir",
+                name: str = "bridge", python: Sequence[str] = ("-m", "claude_mcp_bridge"),
+                ) -> BridgeProcess:
+    """Start ``serve`` without waiting for it (see ``start_http``, ``start_stdio``);
+    ``python`` runs the bridge (e.g. ``-c`` code that patches it first)."""
+    args = [sys.executable, *python, "serve", "--project-dir",
             str(workspace.project), "--log-format", "json", *write_config(workspace, config)]
     if transport == "http":
         args += ["--transport", "http", "--port", "0"]

@@ -1,0 +1,123 @@
+"""Writes nobody waits for, made in order by one thread, with a way to wait for them all.
+
+The ledger queues here what a call's answer need not wait for: its settlement and the
+cost its child reported. The call answers as soon as its child is done; the row follows a
+moment later. Every read and transaction of the ledger first waits for what was queued
+before it (``AfterQueued``, the store the ledger uses), so the next call's budget check,
+the usage resource and a test reading a row all see every call that has answered.
+Closing waits for the queue, so a clean shutdown loses nothing. A bridge killed between
+the answer and the write leaves the row ``running`` with its reservation held (never an
+overspend), which the next start settles ``interrupted``, charged the reported cost if
+its note was written, else the reservation, as for a call killed mid-run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
+from typing import Any
+
+from .errors import LedgerError
+from .ledger_store import Row, Session, Store
+
+logger = logging.getLogger(__name__)
+
+
+class WriteBehind:
+    """One writer thread, FIFO, started on the first write."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._executor: ThreadPoolExecutor | None = None
+        self._queued: set[Future[None]] = set()
+        self._lock = threading.Lock()
+        self._writer: int | None = None
+        """The writer thread's ident: waiting from it would wait for itself."""
+
+    def submit(self, write: Callable[[], object]) -> None:
+        """Queue ``write``; it must handle its own errors (an escaping one is logged)."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._name)
+            future = self._executor.submit(self._run, write)
+            self._queued.add(future)
+        future.add_done_callback(self._done)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait until everything queued so far is written; False on timeout."""
+        if not self._queued or threading.get_ident() == self._writer:
+            return True
+        with self._lock:
+            queued = list(self._queued)
+        return not wait(queued, timeout_s).not_done
+
+    def close(self) -> None:
+        """Write everything queued, then stop the thread."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    def _run(self, write: Callable[[], object]) -> None:
+        self._writer = threading.get_ident()
+        try:
+            write()
+        except Exception:
+            logger.exception("a queued %s write failed", self._name)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._queued.discard(future)
+
+
+class AfterQueued:
+    """A ``Store`` whose transactions and reads first wait for the writes queued before
+    them, so a budget check, the usage resource and a test reading a row see every call
+    that has answered. The writer thread's own writes do not wait (for themselves)."""
+
+    def __init__(self, store: Store, behind: WriteBehind) -> None:
+        self._store = store
+        self._behind = behind
+        self.where = store.where
+        self.keeps_answers = store.keeps_answers
+        self.lease_s = store.lease_s
+
+    @property
+    def problem(self) -> str | None:
+        return self._store.problem
+
+    @problem.setter
+    def problem(self, value: str | None) -> None:
+        self._store.problem = value
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        self._behind.wait()
+        return self._store.transaction()
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self._behind.wait()
+        return self._store.rows(sql, params)
+
+    def stale_running(self, me: str) -> list[Row]:
+        self._behind.wait()
+        return self._store.stale_running(me)
+
+    def hold_lease(self, session: Session, me: str) -> None:
+        self._store.hold_lease(session, me)
+
+    def renew_lease(self, me: str) -> None:
+        self._store.renew_lease(me)
+
+    def integrity(self, *, quick: bool = False) -> str:
+        self._behind.wait()
+        return self._store.integrity(quick=quick)
+
+    def explain(self, exc: BaseException) -> LedgerError:
+        return self._store.explain(exc)
+
+    def close(self, me: str) -> None:
+        self._behind.close()
+        self._store.close(me)
