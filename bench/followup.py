@@ -29,7 +29,7 @@ TARGET = 0.1
 
 
 async def bench_followup(options: Options) -> Table:
-    table = Table("8. Follow-up latency: live session vs `--resume`",
+    table = Table("9. Follow-up latency: live session vs `--resume`",
                   ["CLI", "path", "follow-ups", "p50 ms", "p95 ms", "ratio p50 (live / resumed)",
                    "memory per live session MB"])
     await _measure(table, "strict fake", options, options.count(40, 8), None)
