@@ -346,6 +346,10 @@ async def test_sigterm_lets_a_call_in_flight_finish_then_exits(workspace, fake_c
         try:
             async with Client(running.url + "/mcp", mode="legacy") as client, \
                     anyio.create_task_group() as tg:
+                # The SDK client lists the tools after a result whose output schema it has
+                # not seen, to check it: that request would race the bridge's exit.
+                await client.list_tools()
+
                 async def call() -> None:
                     outcome.append(await client.call_tool(
                         "agent_reviewer", {"prompt": "go"}, progress_callback=on_progress))
