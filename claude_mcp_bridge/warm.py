@@ -228,24 +228,27 @@ class WarmPool:
         self._live[session_id] = _Live(kept, _key(command), tool, idle_s)
         if old is not None:
             self._tasks.start_soon(self._end_kept, old.kept)
-        self._tasks.start_soon(self._bound)
+        self._tasks.start_soon(self._bound, session_id)
         if self._added is not None:
             self._added.set()
 
-    async def _bound(self) -> None:
+    async def _bound(self, fresh: str) -> None:
         async with self._bounding:
             while len(self._live) > self.live.sessions:
                 await self._evict("the live session limit")
-            sizes = await anyio.to_thread.run_sync(self._memory)
+            sizes = await anyio.to_thread.run_sync(self._memory, fresh)
             while self._live and sum(sizes.values()) > self.live.memory_bytes:
                 sizes.pop(next(iter(self._live)), None)
                 await self._evict("the live session memory limit")
 
-    def _memory(self) -> dict[str, int]:
-        """The resident memory of each live session's process tree, in bytes."""
+    def _memory(self, fresh: str) -> dict[str, int]:
+        """The resident memory of each live session's process tree, in bytes. Only the tree
+        of ``fresh``, just kept, is walked again (a walk scans every process on the machine);
+        the others were walked when they were kept, and an idle CLI starts nothing."""
         sizes = {}
         for session_id, entry in list(self._live.items()):
-            entry.kept.tree.refresh()
+            if session_id == fresh:
+                entry.kept.tree.refresh()
             total = 0
             for process in entry.kept.tree.alive():
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
