@@ -8,8 +8,6 @@ Used by ``python -m bench.profiling`` as the server's entry point instead of
 ``BENCH_PATCH=a,b``     candidate fixes, each a proposal measured before it is made:
     ``gc``       ``gc.freeze()`` after the imports and after each catalog build, so full
                  collections stop walking the modules and the catalog
-    ``stdout``   write stdio frames with ``os.write`` on the event loop instead of two worker
-                 thread hops (write, flush) per frame
     ``sqlite``   ``PRAGMA synchronous = NORMAL`` on the ledger (WAL: no fsync per commit)
     ``pidfd``    ``asyncio.PidfdChildWatcher`` instead of a waiter thread per child (3.11)
 
@@ -38,7 +36,6 @@ from typing import Any
 import anyio
 
 from claude_mcp_bridge import bridge, cli, ledger, progress, runner
-from claude_mcp_bridge.transports import stdio as stdio_transport
 
 DURATIONS: defaultdict[str, list[float]] = defaultdict(list)
 
@@ -142,36 +139,6 @@ def freeze_gc() -> None:
     _patch(bridge, "load_catalog", frozen_after)
 
 
-class _FdWriter:
-    """What ``stdio_server`` needs of stdout (``write``, ``flush``), on a non-blocking fd."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = os.dup(fd)
-        os.set_blocking(self._fd, False)
-
-    async def write(self, text: str) -> None:
-        data = memoryview(text.encode())
-        while data:
-            try:
-                data = data[os.write(self._fd, data):]
-            except BlockingIOError:
-                await anyio.wait_writable(self._fd)
-
-    async def flush(self) -> None:
-        pass
-
-
-def direct_stdout() -> None:
-    def with_fd_writer(stdio_server: Any) -> Any:
-        @functools.wraps(stdio_server)
-        def patched(*args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("stdout", _FdWriter(1))
-            return stdio_server(*args, **kwargs)
-        return patched
-
-    _patch(stdio_transport, "stdio_server", with_fd_writer)
-
-
 def sqlite_normal() -> None:
     def normal_sync(connect: Any) -> Any:
         @functools.wraps(connect)
@@ -197,7 +164,7 @@ def pidfd_watcher() -> None:
     _patch(cli, "_serving", watched)
 
 
-PATCHES = {"gc": freeze_gc, "stdout": direct_stdout, "sqlite": sqlite_normal,
+PATCHES = {"gc": freeze_gc, "sqlite": sqlite_normal,
            "pidfd": pidfd_watcher}
 
 

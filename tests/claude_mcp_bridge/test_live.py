@@ -67,11 +67,13 @@ async def test_sessions_beyond_the_count_end_the_least_recently_used(workspace, 
         assert pid_alive(newer) and bridge.warm.live_sessions() == 1
 
 
-async def test_sessions_beyond_the_memory_limit_are_ended(workspace, fake_claude):
+# every process holds more than 1 MB, so the memory limit lets none stay
+@pytest.mark.parametrize("warm", [{"live_memory_mb": 1}, {"live_sessions": 0}],
+                         ids=["beyond-the-memory-limit", "live-sessions-off"])
+async def test_a_process_that_may_not_stay_ends_after_its_call(workspace, fake_claude, warm):
     workspace.agent("reviewer")
     fake_claude.script(ONE_TURN)
-    # every process holds more than 1 MB: none may stay
-    async with live_bridge(workspace, fake_claude, {"live_memory_mb": 1}) as (bridge, client):
+    async with live_bridge(workspace, fake_claude, warm) as (bridge, client):
         await ask(client, "first")
         [pid] = pids(fake_claude)
         await until(lambda: not pid_alive(pid))
@@ -135,16 +137,6 @@ async def test_a_follow_up_on_another_command_line_resumes_and_ends_the_live_pro
     resumed = fake_claude.records()[1]
     assert "--model=haiku" in resumed["argv"]
     assert f"--resume={first['session_id']}" in resumed["argv"]
-
-
-async def test_without_live_sessions_the_process_ends_with_its_call(workspace, fake_claude):
-    workspace.agent("reviewer")
-    fake_claude.script(ONE_TURN)
-    async with live_bridge(workspace, fake_claude, {"live_sessions": 0}) as (bridge, client):
-        await ask(client, "first")
-        [pid] = pids(fake_claude)
-        await until(lambda: not pid_alive(pid))
-        assert bridge.warm.live_sessions() == 0
 
 
 async def test_under_a_per_call_cap_a_follow_up_after_spending_resumes(workspace, fake_claude):
