@@ -31,7 +31,6 @@ import math
 import os
 import signal
 import stat
-import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -47,7 +46,7 @@ from anyio.abc import Process
 from anyio.lowlevel import EventLoopToken
 from anyio.streams.memory import MemoryObjectSendStream
 
-from . import winjob
+from . import pidfd_process, winjob
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +73,7 @@ async def start_tree_root(argv: Sequence[str], *, cwd: Path, env: Mapping[str, s
     """Start ``argv`` with pipes as the root of a tree ``end_contained`` and the tree walk
     can end: a new session (POSIX) or a new process group in a Job Object (Windows).
     Raises ``OSError`` when it cannot start."""
-    process = await anyio.open_process(
-        list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        cwd=cwd, env=dict(env), **_tree_root_options())
+    process = await pidfd_process.open_process(argv, cwd=cwd, env=env, **_tree_root_options())
     if KIND == "windows":
         _contain(process.pid)
     return process
