@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Hashable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -46,7 +47,7 @@ from .progress import Progress
 from .result import CallReport, bounded, reply, report
 from .runner import Limits, run
 from .settings import Settings
-from .settle import Settler, retried
+from .settle import Settler, made, retried, write_later
 from .slots import Slots
 from .tool_policy import ToolPolicy
 from .warm import LiveLimits, WarmPool, how
@@ -106,6 +107,8 @@ class _Spend:
     """Its child was started (it may have spent)."""
     reported: float | None = None
     """The cost its child reported in a ``result`` event."""
+    noted: Future[None] | None = None
+    """The queued ledger write of ``reported``, made before the call answers."""
 
 
 class Bridge:
@@ -235,6 +238,8 @@ class Bridge:
                     desk = self._desk(admitted, progress, approver)
                     outcome, structured = await self._run(admitted, limits, progress, began,
                                                           spend, desk)
+                if spend.noted is not None:  # a crash after the answer is charged the note
+                    await made(spend.noted)
                 settled = True
                 self.settler.finished(call_id, tool, outcome, cap, began)  # written after
                 return Finished(tool, outcome, structured)
@@ -272,31 +277,30 @@ class Bridge:
         self, admitted: Admitted, limits: Limits, progress: Progress, began: float,
         spend: _Spend, desk: PermissionDesk,
     ) -> tuple[CallReport, Any]:
-        definition = admitted.definition
+        definition, call_id, seen = admitted.definition, admitted.call_id, []
+        before = await session_cost(self.ledger, admitted.plan.session_id)
         command, started = self.warm.take_for(admitted.command, admitted.plan.session_id)
-        try:
-            await progress.say(f"starting {definition.kind} {definition.name}{how(started)}")
-        except BaseException:
-            if started is not None:  # cancelled before the run owns it: end it here
-                await self.warm.discard(started)
-            raise
-        seen = []
+        starting = f"starting {definition.kind} {definition.name}{how(started)}"
 
         async def on_event(event: Event) -> None:
             seen.append(True)
             if isinstance(event, ResultEvent) and event.total_cost_usd is not None:
                 spend.reported = cost = event.total_cost_usd
-                # written before the answer: a crash before the settlement is charged this
-                await retried(lambda: self.ledger.note_cost(admitted.call_id, cost),
-                              f"recording the cost of call {admitted.call_id[:8]}")
+                # made before the answer: a crash before the settlement is charged this
+                spend.noted = write_later(self.ledger, lambda: self.ledger.note_cost(
+                    call_id, cost), f"recording the cost of call {call_id[:8]}")
             await progress.on_event(event)
 
-        async def on_spawn(child: Identity) -> None:
-            await retried(lambda: self.ledger.note_child(admitted.call_id, child),
-                          f"recording the child of call {admitted.call_id[:8]}")
+        async def on_spawn(child: Identity | None) -> None:
+            nonlocal starting
+            if child is not None:
+                write_later(self.ledger, lambda: self.ledger.note_child(call_id, child),
+                            f"recording the child of call {call_id[:8]}")
+            if starting:  # said while the child starts up, once (a fallback runs again)
+                message, starting = starting, ""
+                await progress.say(message)
 
         keep = admitted.policy.live_idle_s > 0
-        before = await session_cost(self.ledger, admitted.plan.session_id)
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.heartbeat, self.settings.config.limits.heartbeat_s, began)
             result = await run(command, limits, on_event, started=started, keep=keep,

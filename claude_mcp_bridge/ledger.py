@@ -37,6 +37,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -170,10 +171,10 @@ class Ledger:
             self._keeper.stop()
         self._store.close(self._me)  # after every queued write
 
-    def later(self, write: Callable[[], object]) -> None:
+    def later(self, write: Callable[[], object]) -> Future[None]:
         """Queue ``write`` (a settlement, a note) to be made in order without waiting for
         it; every read and transaction after waits for it (``write_behind.py``)."""
-        self._behind.submit(write)
+        return self._behind.submit(write)
 
     def __enter__(self) -> Ledger:
         return self

@@ -82,6 +82,9 @@ class Identity:
 
     @classmethod
     def of(cls, pid: int) -> Identity | None:
+        since_boot = platform.started_since_boot(pid)  # one read of /proc, on Linux
+        if since_boot is not None:
+            return cls(pid, since_boot)
         try:
             return cls(pid, started(psutil.Process(pid)))
         except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):

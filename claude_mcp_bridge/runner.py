@@ -38,7 +38,7 @@ from .processes import CallTree, Identity, end_process_group, start_group_leader
 logger = logging.getLogger(__name__)
 
 OnEvent = Callable[[Event], Awaitable[None]]
-OnSpawn = Callable[[Identity], Coroutine[Any, Any, None]]
+OnSpawn = Callable[[Identity | None], Coroutine[Any, Any, None]]
 OnControl = Callable[[ControlRequest], Awaitable[dict[str, Any]]]
 """Answers a ``can_use_tool`` request: ``{"behavior": "allow", "updatedInput": {...}}`` or
 ``{"behavior": "deny", "message": "why"}``."""
@@ -147,8 +147,9 @@ async def run(
     argv, or a kept one, to which ``command.stdin`` is its next user message), feed it
     ``command.stdin``, stream its events to ``on_event``, and end its tree, unless ``keep``
     and it gave its ``result``: then it is returned alive in ``RunResult.kept``.
-    ``on_spawn`` learns the child's identity while it runs (the ledger keeps it for
-    recovery after a crash). An interactive command's permission prompts are answered by
+    ``on_spawn`` is awaited as soon as the child runs, with its identity (None if it is
+    gone already), so what it does overlaps the child's start-up (the ledger keeps the
+    identity for recovery after a crash). Permission prompts are answered by
     ``on_control`` (denied without it), and its stdin is closed after its result. Every
     ``result`` reports the cost of this run alone: a kept child's earlier turns, and a
     resumed session's ``session_cost`` when the CLI counts it, are subtracted."""
@@ -158,7 +159,8 @@ async def run(
         kept, process, tree, stdout = started, started.process, started.tree, started.stdout
     else:
         try:
-            process = started if started is not None else await start(command)
+            process = started if started is not None else await start_group_leader(
+                command.argv, cwd=command.cwd, env=command.env)
         except OSError as exc:
             reason = f"could not start {command.argv[0]}: {exc.strerror or exc}"
             return RunResult(None, None, anyio.current_time() - began, start_error=reason)
@@ -170,12 +172,10 @@ async def run(
     keeping = killed = False
     try:
         with anyio.move_on_after(limits.timeout_s) as deadline:
-            async with anyio.create_task_group() as tg:
-                if on_spawn is not None and tree.leader is not None:
-                    tg.start_soon(on_spawn, tree.leader)
-                answerer = _Answerer(process, on_control)
-                await _supervise(process, stdout, command, limits, on_event, collected, tree,
-                                 answerer, keep)
+            if on_spawn is not None:
+                await on_spawn(tree.leader)
+            await _supervise(process, stdout, command, limits, on_event, collected, tree,
+                             _Answerer(process, on_control), keep)
         keeping = keep and _can_keep(process, collected)
     finally:
         if not keeping:

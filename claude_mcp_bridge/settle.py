@@ -25,6 +25,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import anyio
@@ -74,10 +75,18 @@ class Settler:
                     f"settling call {call_id[:8]}")
 
 
-def write_later(ledger: Ledger, write: Callable[[], None], what: str) -> None:
+def write_later(ledger: Ledger, write: Callable[[], None], what: str) -> Future[None]:
     """Queue a ledger write, retried on I/O errors as ``retried`` does, on the ledger's
-    writer thread (its queue waits meanwhile, so writes keep their order)."""
-    ledger.later(functools.partial(_retried_now, write, what))
+    writer thread (its queue waits meanwhile, so writes keep their order). The future is
+    done once the write was made or given up."""
+    return ledger.later(functools.partial(_retried_now, write, what))
+
+
+async def made(write: Future[None]) -> None:
+    """Wait for a queued write; one already made (the usual case, queued while the child
+    was still exiting) costs no thread hop."""
+    if not write.done():
+        await anyio.to_thread.run_sync(write.result)
 
 
 def _retried_now(write: Callable[[], None], what: str) -> bool:

@@ -37,14 +37,16 @@ class WriteBehind:
         self._writer: int | None = None
         """The writer thread's ident: waiting from it would wait for itself."""
 
-    def submit(self, write: Callable[[], object]) -> None:
-        """Queue ``write``; it must handle its own errors (an escaping one is logged)."""
+    def submit(self, write: Callable[[], object]) -> Future[None]:
+        """Queue ``write``; it must handle its own errors (an escaping one is logged). The
+        future is done once it was made."""
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._name)
             future = self._executor.submit(self._run, write)
             self._queued.add(future)
         future.add_done_callback(self._done)
+        return future
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Wait until everything queued so far is written; False on timeout."""

@@ -1,6 +1,8 @@
 """A call answers before its settlement is written (issue 18): a bridge killed in between
 leaves the row ``running`` with its reservation held, and the next bridge charges exactly
-the cost the child reported, which was written before the answer."""
+the cost the child reported. That note is queued as the result arrives, so its write
+overlaps the child's exit, and made before the answer: here it is slow, and the bridge is
+killed right after answering."""
 
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ REPORTED = 0.3
 CONFIG = config_text(budget={"daily_usd": DAILY, "per_call_usd": CAP},
                      reload={"enabled": False})
 NEVER_SETTLES = (
-    "-c", "import claude_mcp_bridge.ledger as ledger; "
-    "ledger.Ledger.later = lambda self, write: None; "  # the crash comes before the write
+    "-c", "import time, claude_mcp_bridge.ledger as ledger; "
+    "ledger.Ledger.settle = lambda self, *args, **kwargs: None; "  # the crash comes first
+    "note = ledger.Ledger.note_cost; "  # a slow disk: the note is written after 1 s
+    "ledger.Ledger.note_cost = lambda self, *args: (time.sleep(1), note(self, *args)); "
     "from claude_mcp_bridge.cli import main; raise SystemExit(main())")
 
 
