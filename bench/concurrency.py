@@ -34,9 +34,14 @@ _INIT = {"type": "system", "subtype": "init", "session_id": "s", "model": "bench
          "mcp_servers": []}
 _RESULT = {"type": "result", "subtype": "success", "is_error": False, "result": "ok",
            "session_id": "s", "total_cost_usd": 0, "num_turns": 1, "usage": {}}
-SLEEPER = (f"#!/bin/sh\ncat >/dev/null\necho '{json.dumps(_INIT)}'\n"
+SLEEPER = ("#!/bin/sh\n"
+           'case " $* " in *" --input-format stream-json "*) read -r _ ;;\n'
+           "  *) cat >/dev/null ;;\nesac\n"
+           f"echo '{json.dumps(_INIT)}'\n"
            f"sleep \"${{BENCH_SLEEP:-0}}\"\necho '{json.dumps(_RESULT)}'\n")
-"""A ``claude`` that reads its prompt, prints init, sleeps $BENCH_SLEEP, prints a result."""
+"""A ``claude`` that reads its prompt (all of stdin; with ``--input-format stream-json`` the
+first message, as the bridge keeps stdin open for a live session), prints init, sleeps
+$BENCH_SLEEP, prints a result."""
 
 
 async def bench_concurrency(options: Options) -> Table:

@@ -136,9 +136,9 @@ async def _client(ws: Workspace, server: Server, env: dict[str, str]) -> AsyncIt
     params = StdioServerParameters(command=command, args=args, env=env, cwd=ws.project)
     with (ws.root / "servers.log").open("a") as errlog:
         async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
-            if server.arguments is None:
-                server.tool, server.arguments = _tool_and_arguments(
-                    ws, (await client.list_tools()).tools)
+            tools = (await client.list_tools()).tools  # as every client does before calling:
+            if server.arguments is None:  # start-up is measured on its own, not in a burst
+                server.tool, server.arguments = _tool_and_arguments(ws, tools)
             yield client
 
 

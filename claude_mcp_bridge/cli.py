@@ -103,6 +103,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if problem := options.problem(clients):
         print(f"claude-mcp-bridge: {problem}", file=sys.stderr)
         return 2
+    _freeze_imports()
     with open_bridge(settings) as bridge:
         _log_start(settings, bridge.catalog)
         _freeze_start_up()
@@ -152,10 +153,18 @@ def _open_bridge(args: argparse.Namespace, stack: ExitStack) -> tuple[Bridge, Jo
     from .bridge import open_bridge
     from .jobs import JobBoard
 
+    _freeze_imports()
     settings = build_settings(args, os.environ)
     bridge = stack.enter_context(open_bridge(settings))
     _log_start(settings, bridge.catalog)
     return bridge, JobBoard(bridge)
+
+
+def _freeze_imports() -> None:
+    # The modules live as long as the server and hold no garbage: out of the collections
+    # that building the catalog triggers (2,500 definitions: 340 -> 267 ms, and the
+    # collection below 90 -> 15 ms; bench/PROFILE.md).
+    gc.freeze()
 
 
 def _freeze_start_up() -> None:
