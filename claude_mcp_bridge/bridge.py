@@ -47,7 +47,7 @@ from .progress import Progress
 from .result import CallReport, bounded, reply, report
 from .runner import Limits, run
 from .settings import Settings
-from .settle import Settler, made, retried, write_later
+from .settle import Settler, made, now_or_later, promptly, retried, write_later
 from .slots import Slots
 from .tool_policy import ToolPolicy
 from .warm import LiveLimits, WarmPool, how
@@ -200,7 +200,7 @@ class Bridge:
                 await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.message)
                 return planned
             plan, command = planned
-            reservation = await anyio.to_thread.run_sync(partial(
+            reservation = await promptly(partial(
                 self.ledger.reserve, start, plan.max_budget_usd, policy.budget,
                 self.global_budget, client_budget=ceiling.budget if ceiling else None))
         except LEDGER_ERRORS as exc:  # nothing runs that the ledger cannot hold
@@ -287,7 +287,7 @@ class Bridge:
             if isinstance(event, ResultEvent) and event.total_cost_usd is not None:
                 spend.reported = cost = event.total_cost_usd
                 # made before the answer: a crash before the settlement is charged this
-                spend.noted = write_later(self.ledger, lambda: self.ledger.note_cost(
+                spend.noted = now_or_later(self.ledger, lambda: self.ledger.note_cost(
                     call_id, cost), f"recording the cost of call {call_id[:8]}")
             await progress.on_event(event)
 

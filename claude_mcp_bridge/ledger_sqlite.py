@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LedgerError
-from .ledger_schema import connect, ledger_error, migrate
-from .ledger_store import Row, Session
+from .ledger_schema import BUSY_TIMEOUT_S, connect, ledger_error, migrate
+from .ledger_store import Busy, Row, Session
 from .processes import owner_alive
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,31 @@ class SqliteStore:
                 if self._db.in_transaction:
                     self._db.rollback()
                 raise
+
+    @contextmanager
+    def transaction_now(self) -> Iterator[Session]:
+        """``transaction``, or ``Busy`` at once when another thread or connection holds
+        the database (or it cannot begin at all: the waiting path then reports why)."""
+        if not self._lock.acquire(blocking=False):
+            raise Busy
+        try:
+            try:
+                self._db.execute("PRAGMA busy_timeout = 0")
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                finally:
+                    self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            except sqlite3.Error as exc:
+                raise Busy from exc
+            try:
+                yield SqliteSession(self._db)
+                self._db.commit()
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.rollback()
+                raise
+        finally:
+            self._lock.release()
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._lock:

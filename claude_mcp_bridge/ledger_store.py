@@ -29,6 +29,10 @@ Row = dict[str, Any]
 """One row, by column name."""
 
 
+class Busy(Exception):
+    """A transaction asked to start at once would have had to wait (``write_behind``)."""
+
+
 class Session(Protocol):
     """Statements inside one transaction; SQL uses ``?`` placeholders."""
 

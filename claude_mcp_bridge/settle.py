@@ -21,21 +21,26 @@ of settling, so a call always leaves the in-flight set.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
 from .ledger import Ledger, Settlement
 from .ledger_schema import LEDGER_ERRORS
+from .ledger_store import Busy
 from .outcomes import Outcome
 from .result import CallReport
+from .write_behind import at_once
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 RETRY_DELAYS_S = (0.05, 0.25, 1.0)
 """Waits between attempts at a ledger write that failed."""
@@ -82,11 +87,39 @@ def write_later(ledger: Ledger, write: Callable[[], None], what: str) -> Future[
     return ledger.later(functools.partial(_retried_now, write, what))
 
 
+async def promptly(write: Callable[[], T]) -> T:
+    """Run a blocking ledger transaction on the loop's thread when it can start at once
+    (``write_behind.at_once``), else in a worker thread; its errors are raised as ever."""
+    try:
+        return at_once(write)
+    except Busy:
+        return await anyio.to_thread.run_sync(write)
+
+
+def now_or_later(ledger: Ledger, write: Callable[[], None], what: str) -> Future[None] | None:
+    """Make a ledger write at once if it can start without waiting; else (or when it
+    fails: the queue retries) queue it as ``write_later`` does and return its future."""
+    try:
+        at_once(write)
+        return None
+    except Busy:
+        pass
+    except LEDGER_ERRORS as exc:
+        logger.warning("%s failed (%s); queued to be retried", what, exc)
+    return write_later(ledger, write, what)
+
+
 async def made(write: Future[None]) -> None:
-    """Wait for a queued write; one already made (the usual case, queued while the child
-    was still exiting) costs no thread hop."""
-    if not write.done():
+    """Wait for a queued write: the writer thread wakes the loop itself when it is made
+    (asyncio), with no worker thread in between; cancelling the wait leaves it queued."""
+    if write.done():
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # another backend
         await anyio.to_thread.run_sync(write.result)
+        return
+    await asyncio.shield(asyncio.wrap_future(write, loop=loop))
 
 
 def _retried_now(write: Callable[[], None], what: str) -> bool:

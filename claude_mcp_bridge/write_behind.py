@@ -18,12 +18,31 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from .errors import LedgerError
-from .ledger_store import Row, Session, Store
+from .ledger_store import Busy, Row, Session, Store
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_AT_ONCE: ContextVar[bool] = ContextVar("ledger_at_once", default=False)
+
+
+def at_once(write: Callable[[], T]) -> T:
+    """Run ``write`` (one ledger transaction) on this thread if it can start without
+    waiting: nothing is queued before it, no other thread or process holds the database,
+    and the store can tell (SQLite); else raise ``Busy`` before anything is written. A
+    small SQLite transaction takes some 20 microseconds, while handing it to a thread costs
+    a millisecond or more on a busy machine: what a call's answer waits for is written so.
+    """
+    token = _AT_ONCE.set(True)
+    try:
+        return write()
+    finally:
+        _AT_ONCE.reset(token)
 
 
 class WriteBehind:
@@ -47,6 +66,10 @@ class WriteBehind:
             self._queued.add(future)
         future.add_done_callback(self._done)
         return future
+
+    def idle(self) -> bool:
+        """Nothing queued is still to be written."""
+        return not self._queued
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Wait until everything queued so far is written; False on timeout."""
@@ -96,6 +119,11 @@ class AfterQueued:
         self._store.problem = value
 
     def transaction(self) -> AbstractContextManager[Session]:
+        if _AT_ONCE.get():
+            now = getattr(self._store, "transaction_now", None)
+            if now is None or not self._behind.idle():
+                raise Busy
+            return now()  # type: ignore[no-any-return]
         self._behind.wait()
         return self._store.transaction()
 
