@@ -71,6 +71,9 @@ class Weights:
     """Two of the task's words in a row that are also in a row in the name or description
     ("state file", "re render"): this times their mean IDF is added, as a phrase says
     more than its words apart."""
+    numbers: float = 0.5
+    """What a number the task has ("20 GB", "5% of traffic") counts for: in a task it is a
+    quantity more often than a name, and "20" should not send a pandas job to C++20."""
 
 
 @dataclass(frozen=True)
@@ -182,8 +185,9 @@ class Router:
         scores: dict[int, float] = defaultdict(float)
         matched: dict[int, dict[str, tuple[Field, ...]]] = defaultdict(dict)
         for term, wanted in query.items():
+            weight = (1 + math.log(wanted)) * (self._weights.numbers if term.isdigit() else 1.0)
             for doc, contribution, fields in self.postings(term):
-                scores[doc] += contribution * (1 + math.log(wanted))
+                scores[doc] += contribution * weight
                 matched[doc][term] = fields
         related: dict[int, dict[str, tuple[str, tuple[Field, ...]]]] = defaultdict(dict)
         for term, (source, times) in _related(phrase_words(task), query).items():

@@ -6,7 +6,7 @@ from mcp import Client
 from agents_registry import Roots, load_registry
 from claude_mcp_bridge.catalog import build_catalog
 from claude_mcp_bridge.config import Config
-from claude_mcp_bridge.router import router_for
+from claude_mcp_bridge.router import Weights, router_for
 from claude_mcp_bridge.server import create_server, open_bridge
 from claude_mcp_bridge.text import stem, words
 
@@ -75,6 +75,19 @@ def test_words_side_by_side_in_the_description_rank_above_the_same_words_apart(w
     assert (best.name, other.name) == ("together", "apart")
     assert best.pairs == ((stem("state"), stem("file")),) and not other.pairs
     assert 'side by side: "state file"' in best.why
+
+
+def test_a_number_in_the_task_counts_less_than_a_word(workspace):
+    workspace.agent("cpp-pro", description="C++20 and its memory.")
+    workspace.agent("dataframe-wrangler",
+                    description="Reshapes pandas dataframes and their memory.")
+    workspace.agent("go-pro", description="Writes Go services.")
+    registry = load_registry(Roots(workspace.user_claude, workspace.project))
+    catalog = build_catalog(registry, Config(), workspace.project)
+    task = "my pandas job needs 20 GB of memory"
+    assert router_for(catalog).rank(task)[0].name == "dataframe-wrangler"
+    # counted as a word, "20" is as distinctive as "pandas", in a shorter description
+    assert router_for(catalog, Weights(numbers=1.0)).rank(task)[0].name == "cpp-pro"
 
 
 def test_past_success_breaks_a_tie(workspace):
