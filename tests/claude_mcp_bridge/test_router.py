@@ -77,6 +77,23 @@ def test_words_side_by_side_in_the_description_rank_above_the_same_words_apart(w
     assert 'side by side: "state file"' in best.why
 
 
+def test_the_users_turns_in_a_descriptions_examples_say_when_to_use_it(workspace):
+    workspace.agent("reviewer", description=(
+        '"Reviews code. Examples: <example>\\nContext: the checkout flow was just finished\\n'
+        'user: \\"I wired up the payment webhooks\\"\\nassistant: \\"I will launch the reviewer'
+        '\\"\\n<commentary>Use the Task tool to launch it</commentary></example>"'))
+    workspace.agent("other", description="Plans sprints.")
+    registry = load_registry(Roots(workspace.user_claude, workspace.project))
+    router = router_for(build_catalog(registry, Config(), workspace.project))
+    [best, *_] = router.rank("payment webhooks after checkout, launch")
+    assert best.name == "reviewer"
+    assert best.matched[stem("webhook")] == ("phrases", "description")
+    assert best.matched[stem("checkout")] == ("phrases", "description")
+    # the assistant's turn and the commentary are the agent talking, not the user
+    assert best.matched[stem("launch")] == ("description",)
+    assert "webhooks (when to use, description)" in best.why
+
+
 def test_a_number_in_the_task_counts_less_than_a_word(workspace):
     workspace.agent("cpp-pro", description="C++20 and its memory.")
     workspace.agent("dataframe-wrangler",
