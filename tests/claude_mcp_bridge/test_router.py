@@ -66,6 +66,17 @@ def test_a_task_with_none_of_the_agents_words_is_found_through_related_words(wor
     assert "accessibility for blind (description)" in best.why
 
 
+def test_a_related_phrase_weighs_more_than_a_related_word(workspace):
+    workspace.agent("alpha", description="Performance.")
+    workspace.agent("beta", description="Review.")
+    registry = load_registry(Roots(workspace.user_claude, workspace.project))
+    catalog = build_catalog(registry, Config(), workspace.project)
+    task = "please look over the slow part"  # "look over" brings review, "slow" performance
+    assert [m.name for m in router_for(catalog).rank(task)] == ["beta", "alpha"]
+    even = router_for(catalog, Weights(related_phrase=0.4)).rank(task)
+    assert [m.name for m in even] == ["alpha", "beta"]  # a tie, broken by name
+
+
 def test_words_side_by_side_in_the_description_rank_above_the_same_words_apart(workspace):
     workspace.agent("apart", description="Keeps a state machine and a file store.")
     workspace.agent("together", description="Keeps a state file and a machine store.")
