@@ -66,6 +66,17 @@ def test_a_task_with_none_of_the_agents_words_is_found_through_related_words(wor
     assert "accessibility for blind (description)" in best.why
 
 
+def test_the_vocabulary_knows_everyday_names_for_operations_chores(workspace):
+    workspace.agent("tls-keeper", description="Renews TLS certificates before they lapse.")
+    workspace.agent("git-helper", description="Untangles version control history.")
+    workspace.agent("planner", description="Plans sprints.")
+    registry = load_registry(Roots(workspace.user_claude, workspace.project))
+    router = router_for(build_catalog(registry, Config(), workspace.project))
+    [best, *_] = router.rank("the site says our cert expired")
+    assert best.name == "tls-keeper" and "tls for cert expired (name, description)" in best.why
+    assert router.rank("I'm stuck in a merge conflict")[0].name == "git-helper"
+
+
 def test_a_related_phrase_weighs_more_than_a_related_word(workspace):
     workspace.agent("alpha", description="Performance.")
     workspace.agent("beta", description="Review.")
