@@ -117,5 +117,5 @@ def user_phrases(description: str) -> str:
             said.append(turn.group(2))
         return " "
 
-    rest = _EXAMPLE_TURN.sub(keep, description) if ":" in description else description
+    rest = _EXAMPLE_TURN.sub(keep, description) if "<example" in description else description
     return " ".join([*(match.group(1) for match in _USER_PHRASE.finditer(rest)), *said])

@@ -8,7 +8,7 @@ from claude_mcp_bridge.catalog import build_catalog
 from claude_mcp_bridge.config import Config
 from claude_mcp_bridge.router import Weights, router_for
 from claude_mcp_bridge.server import create_server, open_bridge
-from claude_mcp_bridge.text import stem, words
+from claude_mcp_bridge.text import stem, user_phrases, words
 
 pytestmark = pytest.mark.anyio
 
@@ -114,6 +114,7 @@ def test_the_users_turns_in_a_descriptions_examples_say_when_to_use_it(workspace
     # the assistant's turn and the commentary are the agent talking, not the user
     assert best.matched[stem("launch")] == ("description",)
     assert "webhooks (when to use, description)" in best.why
+    assert user_phrases("Audits code. Context: large monorepos.") == ""  # prose, no example
 
 
 def test_a_number_in_the_task_counts_less_than_a_word(workspace):
