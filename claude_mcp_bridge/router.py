@@ -67,10 +67,16 @@ class Weights:
     related: float = 0.4
     """What a word brought in by ``vocabulary.py`` counts for, against one the task has;
     each of the task's words that brings it in adds this much, up to 1."""
+    related_phrase: float = 0.6
+    """The same for a phrase of the table ("out of memory", "look over"): it names one
+    thing, where a word alone ("memory", "look") is more often about something else."""
     pairs: float = 0.5
     """Two of the task's words in a row that are also in a row in the name or description
     ("state file", "re render"): this times their mean IDF is added, as a phrase says
     more than its words apart."""
+    numbers: float = 0.5
+    """What a number the task has ("20 GB", "5% of traffic") counts for: in a task it is a
+    quantity more often than a name, and "20" should not send a pandas job to C++20."""
 
 
 @dataclass(frozen=True)
@@ -182,12 +188,14 @@ class Router:
         scores: dict[int, float] = defaultdict(float)
         matched: dict[int, dict[str, tuple[Field, ...]]] = defaultdict(dict)
         for term, wanted in query.items():
+            weight = (1 + math.log(wanted)) * (self._weights.numbers if term.isdigit() else 1.0)
             for doc, contribution, fields in self.postings(term):
-                scores[doc] += contribution * (1 + math.log(wanted))
+                scores[doc] += contribution * weight
                 matched[doc][term] = fields
         related: dict[int, dict[str, tuple[str, tuple[Field, ...]]]] = defaultdict(dict)
-        for term, (source, times) in _related(phrase_words(task), query).items():
-            weight = min(1.0, times * self._weights.related)
+        hints = (self._weights.related, self._weights.related_phrase)
+        for term, (source, weight) in _related(phrase_words(task), query, hints).items():
+            weight = min(1.0, weight)
             for doc, contribution, fields in self.postings(term):
                 scores[doc] += contribution * weight
                 related[doc][term] = (source, fields)
@@ -218,20 +226,21 @@ class Router:
         return pairs
 
 
-def _related(phrase: list[str], said: Mapping[str, int]) -> dict[str, tuple[str, int]]:
+def _related(phrase: list[str], said: Mapping[str, int], hints: tuple[float, float]
+             ) -> dict[str, tuple[str, float]]:
     """The index terms ``vocabulary.py`` relates to the task's words or phrases (the task
     as ``phrase_words`` gives it), leaving out those the task ``said``: each with the
-    words that first brought it in, and how many of the task's words or phrases did (two
-    hints weigh more than one)."""
+    words that first brought it in, and its weight: ``hints`` (a word's, a phrase's) summed
+    over the task's words and phrases that bring it in (two hints weigh more than one)."""
     table = vocabulary().related
-    found: dict[str, tuple[str, int]] = {}
+    found: dict[str, tuple[str, float]] = {}
     for start in range(len(phrase)):
         for length in (3, 2, 1):
             key = tuple(phrase[start:start + length])
             if len(key) == length and key in table:
                 for term in table[key]:
-                    source, times = found.get(term, (" ".join(key), 0))
-                    found[term] = (source, times + 1)
+                    source, weight = found.get(term, (" ".join(key), 0.0))
+                    found[term] = (source, weight + hints[length > 1])
     return {term: brought for term, brought in found.items() if term not in said}
 
 

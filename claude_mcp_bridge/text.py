@@ -37,6 +37,12 @@ _DOUBLED = re.compile(r"([bdgkmnprt])\1$")
 _USER_PHRASE = re.compile(
     r"\b(?:use|invoke|call|delegate|trigger|triggers)\b[^.;\n]*?"
     r"\b(?:when|for|after|before|on|to|whenever|if)\b([^.\n]*)", re.IGNORECASE)
+_EXAMPLE_TURN = re.compile(
+    r"<commentary>.*?(?:</commentary>|$)|\b(user|context|assistant):(.*?)"
+    r"(?=\b(?:user|context|assistant):|<|\n|$)", re.IGNORECASE | re.DOTALL)
+"""A turn of an ``<example>`` in a description (Claude Code's own agents have them): the
+user's words and situation are kept, the assistant's turn and the commentary (which name
+the agent and the Task tool) are not."""
 
 
 def stem(word: str) -> str:
@@ -102,5 +108,14 @@ def phrase_words(text: str) -> list[str]:
 
 def user_phrases(description: str) -> str:
     """What a description says about when to call it ("Use when ...", "Use PROACTIVELY for
-    ...", "Triggers on ..."): the author's words for the user's situation."""
-    return " ".join(match.group(1) for match in _USER_PHRASE.finditer(description))
+    ...", "Triggers on ...", and the user's turns and context in its examples): the
+    author's words for the user's situation."""
+    said: list[str] = []
+
+    def keep(turn: re.Match[str]) -> str:
+        if turn.group(1) and turn.group(1).lower() != "assistant":
+            said.append(turn.group(2))
+        return " "
+
+    rest = _EXAMPLE_TURN.sub(keep, description) if "<example" in description else description
+    return " ".join([*(match.group(1) for match in _USER_PHRASE.finditer(rest)), *said])

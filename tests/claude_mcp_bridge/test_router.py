@@ -6,9 +6,9 @@ from mcp import Client
 from agents_registry import Roots, load_registry
 from claude_mcp_bridge.catalog import build_catalog
 from claude_mcp_bridge.config import Config
-from claude_mcp_bridge.router import router_for
+from claude_mcp_bridge.router import Weights, router_for
 from claude_mcp_bridge.server import create_server, open_bridge
-from claude_mcp_bridge.text import stem, words
+from claude_mcp_bridge.text import stem, user_phrases, words
 
 pytestmark = pytest.mark.anyio
 
@@ -66,6 +66,28 @@ def test_a_task_with_none_of_the_agents_words_is_found_through_related_words(wor
     assert "accessibility for blind (description)" in best.why
 
 
+def test_the_vocabulary_knows_everyday_names_for_operations_chores(workspace):
+    workspace.agent("tls-keeper", description="Renews TLS certificates before they lapse.")
+    workspace.agent("git-helper", description="Untangles version control history.")
+    workspace.agent("planner", description="Plans sprints.")
+    registry = load_registry(Roots(workspace.user_claude, workspace.project))
+    router = router_for(build_catalog(registry, Config(), workspace.project))
+    [best, *_] = router.rank("the site says our cert expired")
+    assert best.name == "tls-keeper" and "tls for cert expired (name, description)" in best.why
+    assert router.rank("I'm stuck in a merge conflict")[0].name == "git-helper"
+
+
+def test_a_related_phrase_weighs_more_than_a_related_word(workspace):
+    workspace.agent("alpha", description="Performance.")
+    workspace.agent("beta", description="Review.")
+    registry = load_registry(Roots(workspace.user_claude, workspace.project))
+    catalog = build_catalog(registry, Config(), workspace.project)
+    task = "please look over the slow part"  # "look over" brings review, "slow" performance
+    assert [m.name for m in router_for(catalog).rank(task)] == ["beta", "alpha"]
+    even = router_for(catalog, Weights(related_phrase=0.4)).rank(task)
+    assert [m.name for m in even] == ["alpha", "beta"]  # a tie, broken by name
+
+
 def test_words_side_by_side_in_the_description_rank_above_the_same_words_apart(workspace):
     workspace.agent("apart", description="Keeps a state machine and a file store.")
     workspace.agent("together", description="Keeps a state file and a machine store.")
@@ -75,6 +97,37 @@ def test_words_side_by_side_in_the_description_rank_above_the_same_words_apart(w
     assert (best.name, other.name) == ("together", "apart")
     assert best.pairs == ((stem("state"), stem("file")),) and not other.pairs
     assert 'side by side: "state file"' in best.why
+
+
+def test_the_users_turns_in_a_descriptions_examples_say_when_to_use_it(workspace):
+    workspace.agent("reviewer", description=(
+        '"Reviews code. Examples: <example>\\nContext: the checkout flow was just finished\\n'
+        'user: \\"I wired up the payment webhooks\\"\\nassistant: \\"I will launch the reviewer'
+        '\\"\\n<commentary>Use the Task tool to launch it</commentary></example>"'))
+    workspace.agent("other", description="Plans sprints.")
+    registry = load_registry(Roots(workspace.user_claude, workspace.project))
+    router = router_for(build_catalog(registry, Config(), workspace.project))
+    [best, *_] = router.rank("payment webhooks after checkout, launch")
+    assert best.name == "reviewer"
+    assert best.matched[stem("webhook")] == ("phrases", "description")
+    assert best.matched[stem("checkout")] == ("phrases", "description")
+    # the assistant's turn and the commentary are the agent talking, not the user
+    assert best.matched[stem("launch")] == ("description",)
+    assert "webhooks (when to use, description)" in best.why
+    assert user_phrases("Audits code. Context: large monorepos.") == ""  # prose, no example
+
+
+def test_a_number_in_the_task_counts_less_than_a_word(workspace):
+    workspace.agent("cpp-pro", description="C++20 and its memory.")
+    workspace.agent("dataframe-wrangler",
+                    description="Reshapes pandas dataframes and their memory.")
+    workspace.agent("go-pro", description="Writes Go services.")
+    registry = load_registry(Roots(workspace.user_claude, workspace.project))
+    catalog = build_catalog(registry, Config(), workspace.project)
+    task = "my pandas job needs 20 GB of memory"
+    assert router_for(catalog).rank(task)[0].name == "dataframe-wrangler"
+    # counted as a word, "20" is as distinctive as "pandas", in a shorter description
+    assert router_for(catalog, Weights(numbers=1.0)).rank(task)[0].name == "cpp-pro"
 
 
 def test_past_success_breaks_a_tie(workspace):
@@ -131,7 +184,7 @@ async def test_in_tools_mode_the_router_is_not_there(workspace, fake_claude):
     assert "find_agent" not in names
 
 
-FLOOR = {  # measured: 83.7%, 91.4%, 0.880, 75.9%; team set 85.6%, 92.8%
+FLOOR = {  # measured: 83.7%, 91.8%, 0.881, 77.0%; team set 86.0%, 92.4%
     "heldout top-1": 0.81, "heldout top-3": 0.89, "heldout MRR": 0.86,
     "heldout hard top-3": 0.73, "team top-1": 0.82, "team top-3": 0.90}
 
