@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -36,7 +37,7 @@ from .concurrency import WIDE, WIDE_CALLS, _sleeper
 from .options import Options
 from .report import Table, ms, p50
 from .servers import RawStdio, serve_argv
-from .workspace import REPO, TOOL, Workspace, workspace
+from .workspace import BENCH_DIR, REPO, TOOL, Workspace, workspace
 
 PEERS_DIR = REPO / ".cache" / "peers"
 PROMPT = "Say ok."
@@ -85,7 +86,7 @@ async def bench_peers(options: Options) -> Table:
                    f"{WIDE}-wide burst of {WIDE_CALLS} x t s (vs ideal)"])
     installed = [peer for peer in PEERS if _install(peer, table)]
     with workspace("peers") as ws:
-        servers = [_bridge(ws), *(_peer_server(ws, peer) for peer in installed)]
+        servers = [_bridge(ws), _floor(), *(_peer_server(ws, peer) for peer in installed)]
         latency = await _latency(ws, servers, options.count(100, 15))
         starts = _starts(ws, servers, options.count(5, 1))
         burst_s = options.count(0.5, 0.1)
@@ -118,6 +119,14 @@ def _bridge(ws: Workspace) -> Server:
     return Server("claude-mcp-bridge (this branch)", serve_argv(ws.project, None), {})
 
 
+def _floor() -> Server:
+    """The MCP SDK's smallest server running the fake, and nothing else: the floor for a
+    Python server on this SDK, with the same client."""
+    return Server("MCP SDK minimal server (Python; runs the fake, nothing else)",
+                  [sys.executable, str(BENCH_DIR / "minimal_server.py")], {"floor": "1"},
+                  tool="run", arguments={"prompt": PROMPT})
+
+
 def _peer_server(ws: Workspace, peer: Peer) -> Server:
     script = PEERS_DIR / peer.name / "node_modules" / ".bin" / peer.bin
     return Server(f"{peer.package} {peer.version}", [str(script.resolve())], {"peer": peer.name})
@@ -125,6 +134,8 @@ def _peer_server(ws: Workspace, peer: Peer) -> Server:
 
 def _env(ws: Workspace, server: Server, claude: Path, **extra: str) -> dict[str, str]:
     peer = next((p for p in PEERS if p.name == server.env.get("peer")), None)
+    if server.env.get("floor"):
+        return ws.bridge_env(claude, BENCH_CLAUDE=str(claude), **extra)
     if peer is None:
         return ws.bridge_env(claude, **extra)
     return {**peer.env(ws, claude), **extra}

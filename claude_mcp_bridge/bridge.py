@@ -47,7 +47,7 @@ from .progress import Progress
 from .result import CallReport, bounded, reply, report
 from .runner import Limits, run
 from .settings import Settings
-from .settle import Settler, made, now_or_later, promptly, retried, write_later
+from .settle import Settler, made, now_or_later, promptly, retried
 from .slots import Slots
 from .tool_policy import ToolPolicy
 from .warm import LiveLimits, WarmPool, how
@@ -294,8 +294,8 @@ class Bridge:
         async def on_spawn(child: Identity | None) -> None:
             nonlocal starting
             if child is not None:
-                write_later(self.ledger, lambda: self.ledger.note_child(call_id, child),
-                            f"recording the child of call {call_id[:8]}")
+                now_or_later(self.ledger, lambda: self.ledger.note_child(call_id, child),
+                             f"recording the child of call {call_id[:8]}")
             if starting:  # said while the child starts up, once (a fallback runs again)
                 message, starting = starting, ""
                 await progress.say(message)

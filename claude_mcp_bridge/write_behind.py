@@ -1,10 +1,13 @@
 """Writes nobody waits for, made in order by one thread, with a way to wait for them all.
 
-The ledger queues here what a call's answer need not wait for: its settlement and the
-cost its child reported. The call answers as soon as its child is done; the row follows a
-moment later. Every read and transaction of the ledger first waits for what was queued
-before it (``AfterQueued``, the store the ledger uses), so the next call's budget check,
-the usage resource and a test reading a row all see every call that has answered.
+A call's small writes (the child's identity, the cost it reported, the settlement) are
+made ``at_once`` on the loop's thread when they can start without waiting; what cannot
+(another thread or process holds the database, something is queued before it, or the
+store is not SQLite) is queued here, and the call does not wait for it unless it must be
+written before the answer (the reported cost). Every read and transaction of the ledger
+first waits for what was queued before it (``AfterQueued``, the store the ledger uses), so
+the next call's budget check, the usage resource and a test reading a row all see every
+call that has answered.
 Closing waits for the queue, so a clean shutdown loses nothing. A bridge killed between
 the answer and the write leaves the row ``running`` with its reservation held (never an
 overspend), which the next start settles ``interrupted``, charged the reported cost if
