@@ -133,16 +133,17 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+    """A connection in WAL mode that waits up to ``busy_timeout_s`` for the database."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+        connection = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None,
                                      check_same_thread=False)
     except (OSError, sqlite3.Error) as exc:
         raise ledger_error(path, exc) from exc
     connection.row_factory = sqlite3.Row
     try:
-        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         connection.execute("PRAGMA journal_mode = WAL")
         # In WAL mode NORMAL never corrupts the file; a power cut may lose the last commits,
         # a crash of the process loses nothing. Saves about a millisecond per call.

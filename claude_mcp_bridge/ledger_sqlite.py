@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LedgerError
-from .ledger_schema import BUSY_TIMEOUT_S, connect, ledger_error, migrate
+from .ledger_schema import connect, ledger_error, migrate
 from .ledger_store import Busy, Row, Session
 from .processes import owner_alive
 
@@ -49,6 +49,8 @@ class SqliteStore:
         self.where = str(path)
         self.problem: str | None = None
         self._db = connection
+        self._at_once: sqlite3.Connection | None = None
+        """A second connection that never waits for the database (``transaction_now``)."""
         self._lock = threading.Lock()
 
     @classmethod
@@ -62,6 +64,7 @@ class SqliteStore:
             if store.problem is None:
                 with store.transaction():
                     migrate(connection, path)
+                store._at_once = connect(path, busy_timeout_s=0)
         except sqlite3.Error as exc:
             connection.close()
             raise ledger_error(path, exc) from exc
@@ -86,23 +89,20 @@ class SqliteStore:
     def transaction_now(self) -> Iterator[Session]:
         """``transaction``, or ``Busy`` at once when another thread or connection holds
         the database (or it cannot begin at all: the waiting path then reports why)."""
-        if not self._lock.acquire(blocking=False):
+        db = self._at_once
+        if db is None or not self._lock.acquire(blocking=False):
             raise Busy
         try:
             try:
-                self._db.execute("PRAGMA busy_timeout = 0")
-                try:
-                    self._db.execute("BEGIN IMMEDIATE")
-                finally:
-                    self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise Busy from exc
             try:
-                yield SqliteSession(self._db)
-                self._db.commit()
+                yield SqliteSession(db)
+                db.commit()
             except BaseException:
-                if self._db.in_transaction:
-                    self._db.rollback()
+                if db.in_transaction:
+                    db.rollback()
                 raise
         finally:
             self._lock.release()
@@ -135,6 +135,8 @@ class SqliteStore:
     def close(self, me: str) -> None:
         with self._lock:
             self._db.close()
+            if self._at_once is not None:
+                self._at_once.close()
 
     def _damage(self) -> str | None:
         """What ``PRAGMA quick_check`` finds wrong, as a message with what to do; None when
