@@ -29,6 +29,7 @@ from .definitions import (
 )
 from .discovery import Candidate, Roots, candidate_files
 from .frontmatter import FrontMatterError, read_front_matter
+from .parse_cache import ParseCache
 
 logger = logging.getLogger("agents_registry")
 
@@ -70,17 +71,36 @@ class Registry:
         return table.get(name)
 
 
-def load_registry(roots: Roots) -> Registry:
-    """Read every candidate file under ``roots`` into a registry; never raises for a bad file."""
+def load_registry(roots: Roots, *, cache: Path | None = None) -> Registry:
+    """Read every candidate file under ``roots`` into a registry; never raises for a bad file.
+    With ``cache``, a file unchanged since the last load is not read again
+    (``parse_cache.py``)."""
+    kept = None if cache is None else ParseCache.load(cache)
     parsed: list[tuple[Candidate, Definition | Diagnostic]] = []
     warnings: list[Diagnostic] = []
     for candidate in candidate_files(roots):
-        result, notes = parse_file(candidate.path, candidate.kind, candidate.scope)
+        result, notes = _parse_candidate(candidate, kept)
         parsed.append((candidate, result))
         warnings += notes
+    if kept is not None:
+        kept.save()
     registry = assemble_registry(parsed, warnings)
     _log(registry.diagnostics)
     return registry
+
+
+def _parse_candidate(candidate: Candidate, kept: ParseCache | None
+                     ) -> tuple[Definition | Diagnostic, tuple[Diagnostic, ...]]:
+    if kept is None:
+        return parse_file(candidate.path, candidate.kind, candidate.scope)
+    where = (str(candidate.path.absolute()), candidate.kind, candidate.scope)
+    identity, entry = kept.get(where)
+    if entry is not None:
+        return entry[1], entry[2]
+    result, notes = parse_file(candidate.path, candidate.kind, candidate.scope)
+    if not isinstance(result, Diagnostic):
+        kept.put(where, identity, result, notes)
+    return result, notes
 
 
 def parse_definition(

@@ -378,7 +378,8 @@ class Bridge:
 
 def load_catalog(settings: Settings) -> Catalog:
     """Discover definitions and publish them under the config's policy."""
-    return build_catalog(load_registry(settings.roots), settings.config, settings.project_dir)
+    registry = load_registry(settings.roots, cache=settings.definitions_cache)
+    return build_catalog(registry, settings.config, settings.project_dir)
 
 
 @contextmanager

@@ -66,6 +66,9 @@ class Settings:
     """Where ``config`` was read from (None: no file, defaults)."""
     ledger_path: Path = Path("ledger.sqlite3")
     """The SQLite ledger of calls, reservations and usage (and, beside it, kept answers)."""
+    definitions_cache: Path | None = None
+    """Parsed definitions kept between starts (``agents_registry/parse_cache.py``); None:
+    every file is read each time."""
     depth: int = 0
     """How deep this bridge runs inside a chain of bridges (0 = started by a person)."""
     base_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))

@@ -57,6 +57,7 @@ def build_settings(
         config=config,
         config_file=config_file,
         ledger_path=config.ledger.path or _data_dir(environ) / "ledger.sqlite3",
+        definitions_cache=_data_dir(environ) / "definitions.cache",
         mcp_configs=mcp.configs,
         strict_mcp_config=mcp.strict,
         depth=read_depth(environ),
