@@ -4,13 +4,17 @@ Cold start is the wall time from spawning ``claude-mcp-bridge serve`` (stdio) to
 the first ``tools/list`` (the ``initialize`` handshake included), written and read as raw
 JSON-RPC so no client-side parsing is counted. The files were just written, so they are in the
 page cache, as they are on a machine that has used them. The same figure with one definition
-shows what the interpreter and the imports cost on their own.
+shows what the interpreter and the imports cost on their own. A first start parses every file;
+a later one, with the files unchanged, takes them from the data folder's parse cache
+(``agents_registry/parse_cache.py``), which keeps files only once they are 2 s old.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+
+from agents_registry.parse_cache import SETTLE_S
 
 from .baseline import baseline_env, baseline_tree
 from .options import Options
@@ -20,6 +24,7 @@ from .workspace import Workspace, generate_definitions, workspace
 
 AGENTS, SKILLS = 2000, 500
 TARGET_START_S, TARGET_LIST_S, TARGET_MB = 1.0, 0.050, 150
+CACHE = "definitions.cache"  # in the data folder (startup.py)
 
 
 async def bench_scale(options: Options) -> Table:
@@ -38,8 +43,10 @@ async def bench_scale(options: Options) -> Table:
         began = time.perf_counter()
         generate_definitions(ws, AGENTS, SKILLS)
         written = time.perf_counter() - began
+        settled_at = time.time() + SETTLE_S
         many: list[float] = []
         for attempt in range(starts):
+            (ws.data / CACHE).unlink(missing_ok=True)  # a first start: nothing parsed yet
             seconds, raw, started = _cold_start(ws)
             many.append(seconds)
             if attempt < starts - 1:
@@ -52,6 +59,7 @@ async def bench_scale(options: Options) -> Table:
         finally:
             raw.close()
         sdk = await _sdk_listings(ws, options.count(10, 0))
+        later = _later_starts(ws, starts, settled_at)
         if options.baseline:
             _versus_baseline(ws, options, table)
         # The answer to a catalog this big: router mode publishes two tools.
@@ -69,6 +77,8 @@ async def bench_scale(options: Options) -> Table:
             raw.close()
     table.add(f"cold start to first tools/list, {tools:,} tools (s)", f"{p50(many):.3f}",
               f"{max(many):.3f}", f"< {TARGET_START_S:g} s")
+    table.add("the same, a later start: definitions unchanged, parsed ones kept (s)",
+              f"{p50(later):.3f}", f"{max(later):.3f}", f"< {TARGET_START_S:g} s")
     table.add(f"tools/list, raw JSON-RPC ({size_kb:,.0f} KB answer) (ms)", ms(p50(listings)),
               ms(p95(listings)), f"< {TARGET_LIST_S * 1000:g} ms")
     if sdk:
@@ -84,13 +94,28 @@ async def bench_scale(options: Options) -> Table:
               ms(p95(routed_listings)), f"< {TARGET_LIST_S * 1000:g} ms")
     table.add("router mode: server VmRSS / VmHWM (MB)", f"{routed_memory['VmRSS']:.0f}",
               f"{routed_memory['VmHWM']:.0f}", f"< {TARGET_MB} MB")
-    table.target("start-up < 1 s", p50(many) < TARGET_START_S, f"{p50(many):.3f} s")
+    table.target("start-up < 1 s, first start", p50(many) < TARGET_START_S, f"{p50(many):.3f} s")
+    table.target("start-up < 1 s, later start", p50(later) < TARGET_START_S,
+                 f"{p50(later):.3f} s")
     table.target("tools/list < 50 ms", p50(listings) < TARGET_LIST_S, f"{ms(p50(listings))} ms")
     table.target("memory < 150 MB", memory["VmHWM"] < TARGET_MB,
                  f"peak {memory['VmHWM']:.0f} MB")
     table.notes.append(f"{starts} cold start(s) each; {len(listings)} raw and {len(sdk)} SDK "
                        f"listings; writing the {AGENTS + SKILLS:,} files took {written:.1f} s")
     return table
+
+
+def _later_starts(ws: Workspace, count: int, settled_at: float) -> list[float]:
+    """Cold starts with the definitions unchanged since an earlier start, which kept them
+    parsed (once they are older than the cache's settling time)."""
+    time.sleep(max(0.0, settled_at - time.time()))
+    later = []
+    for attempt in range(count + 1):
+        seconds, raw, _ = _cold_start(ws)
+        raw.close()
+        if attempt:  # the first one wrote the cache
+            later.append(seconds)
+    return later
 
 
 def _versus_baseline(ws: Workspace, options: Options, table: Table) -> None:
