@@ -61,6 +61,9 @@ class LimitsConfig(_Section):
     """Upper bound of the turns of one call (the caller may ask for fewer)."""
     heartbeat_s: Annotated[float, Field(gt=0)] = 15.0
     """A progress notification at least this often while a call runs, even when silent."""
+    progress_gap_s: Annotated[float, Field(ge=0, le=5)] = 0.1
+    """Progress notifications to a client at most one per this long; of a burst, the last
+    one goes out (0: every event is sent at once)."""
     stall_s: Annotated[float, Field(gt=0)] | None = 900.0
     """A child that prints nothing for this long is ended as stalled (unset: never)."""
     result_grace_s: Annotated[float, Field(gt=0)] = 5.0

@@ -72,8 +72,9 @@ def request_key(ctx: ServerRequestContext[Any]) -> Hashable | None:
     return (post or headers.get("mcp-session-id"), str(ctx.request_id))
 
 
-def session_progress(session: Any) -> Progress:
-    """Progress sent to an MCP client; a client that went away is not an error."""
+def session_progress(session: Any, gap_s: float = 0.0) -> Progress:
+    """Progress sent to an MCP client, at most one per ``gap_s``; a client that went away
+    is not an error."""
     from .progress import Progress
 
     count = 0
@@ -85,7 +86,7 @@ def session_progress(session: Any) -> Progress:
             await session.report_progress(count, None, message)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             logger.debug("progress not delivered: the client is gone")
-    return Progress(say)
+    return Progress(say, gap_s)
 
 
 def to_call_tool_result(reply: Reply) -> types.CallToolResult:

@@ -2,10 +2,17 @@
 
 Where the messages go is the caller's business (an MCP session, a job's recent events,
 a test report): ``Progress`` only takes a ``say`` function.
+
+With a ``gap_s``, messages go out at most one per ``gap_s``: one that comes sooner waits
+(a newer one replaces it) and goes out when the gap has passed, sent by the heartbeat's
+task; one still waiting when the call ends is dropped, as its answer says more. The CLI
+often prints several events at once (its start, its text, its result), and every
+notification costs the client a message to parse and validate.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -19,16 +26,29 @@ Say = Callable[[str], Awaitable[None]]
 class Progress:
     """Narrates a call's events and queue position, and keeps the client's timeout at bay."""
 
-    def __init__(self, say: Say) -> None:
+    def __init__(self, say: Say, gap_s: float = 0.0) -> None:
         self._say = say
         self._narrator = ProgressNarrator()
         self.last_said = time.monotonic()
         self.last_activity = "waiting to start"
+        self._gap_s = gap_s
+        self._sent_at = -math.inf
+        self._waiting: str | None = None
+        self._wake = anyio.Event()
 
     async def say(self, message: str, *, activity: bool = True) -> None:
-        self.last_said = time.monotonic()
+        self.last_said = now = time.monotonic()
         if activity:
             self.last_activity = message
+        if now - self._sent_at < self._gap_s:
+            self._waiting = message
+            self._wake.set()
+            return
+        await self._send(message)
+
+    async def _send(self, message: str) -> None:
+        self._waiting = None
+        self._sent_at = time.monotonic()
         await self._say(message)
 
     async def on_event(self, event: Event) -> None:
@@ -41,12 +61,21 @@ class Progress:
 
     async def heartbeat(self, every_s: float, began: float) -> None:
         """Say something at least every ``every_s`` while the call runs (clients reset their
-        timeouts on progress), with the elapsed time and the last thing the agent did."""
+        timeouts on progress), with the elapsed time and the last thing the agent did; send
+        a waiting message once its gap has passed."""
         while True:
-            quiet_for = time.monotonic() - self.last_said
-            if quiet_for < every_s:
-                await anyio.sleep(every_s - quiet_for)
+            now = time.monotonic()
+            if self._waiting is not None and now >= self._sent_at + self._gap_s:
+                await self._send(self._waiting)
                 continue
-            elapsed = time.monotonic() - began
-            await self.say(f"still working ({elapsed:.0f}s); last: {self.last_activity}",
-                           activity=False)
+            quiet_for = now - self.last_said
+            if quiet_for >= every_s:
+                await self.say(f"still working ({now - began:.0f}s); last: "
+                               f"{self.last_activity}", activity=False)
+                continue
+            wait = every_s - quiet_for
+            if self._waiting is not None:
+                wait = min(wait, self._sent_at + self._gap_s - now)
+            self._wake = anyio.Event()
+            with anyio.move_on_after(wait):
+                await self._wake.wait()

@@ -347,7 +347,8 @@ def _definition_handler(bridge: Bridge) -> Handler:
 async def call_definition(bridge: Bridge, ctx: ServerRequestContext[Any], name: str,
                           arguments: dict[str, Any]) -> Reply:
     """A call of a published agent or skill: admit, execute, answer."""
-    finished = await bridge.call(name, arguments, session_progress(ctx.session),
+    gap_s = bridge.settings.config.limits.progress_gap_s
+    finished = await bridge.call(name, arguments, session_progress(ctx.session, gap_s),
                                  str(caller_of(ctx)), request_key(ctx), client_of(ctx),
                                  SessionApprover(ctx))
     if isinstance(finished, Refusal):

@@ -184,7 +184,8 @@ async def test_a_queued_call_reports_its_position_as_the_queue_moves(workspace, 
     workspace.agent("reviewer")
     fake_claude.script({"hold": HOLD,
                         "default": [{"init": {}}, {"text": "done"}, {"result": {}}]})
-    settings = workspace.settings(fake_claude, {"limits": {"max_concurrency": 1}})
+    settings = workspace.settings(fake_claude, {"limits": {"max_concurrency": 1,
+                                                           "progress_gap_s": 0}})
     first, second, third = Progress(), Progress(), Progress()
     results: dict[str, Any] = {}
 

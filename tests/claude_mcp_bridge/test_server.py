@@ -17,6 +17,10 @@ from tests.support import pid_alive
 pytestmark = pytest.mark.anyio
 
 
+EVERY_EVENT = {"limits": {"progress_gap_s": 0}}
+"""Each event narrated as it comes (by default a burst is narrated by its last message)."""
+
+
 @pytest.fixture(params=["auto", "legacy"])
 def mode(request):
     return request.param
@@ -54,7 +58,7 @@ async def test_a_call_returns_the_answer_with_cost_and_session(workspace, fake_c
     async def on_progress(done, total, message):
         progress.append(message)
 
-    with make_server(workspace, fake_claude) as server:
+    with make_server(workspace, fake_claude, EVERY_EVENT) as server:
         async with Client(server, mode=mode) as client:
             result = await client.call_tool("agent_reviewer", {"prompt": "review x"},
                                             progress_callback=on_progress)
@@ -95,7 +99,7 @@ async def test_progress_names_the_tools_the_agent_runs(workspace, fake_claude):
     async def on_progress(done, total, message):
         progress.append(message)
 
-    with make_server(workspace, fake_claude) as server:
+    with make_server(workspace, fake_claude, EVERY_EVENT) as server:
         async with Client(server) as client:
             await client.call_tool("agent_reviewer", {"prompt": "go"},
                                    progress_callback=on_progress)
