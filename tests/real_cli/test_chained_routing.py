@@ -81,7 +81,10 @@ async def test_the_scheduler_books_through_the_calendar_server_it_was_forwarded(
         real_cli, tmp_path, store):
     real_cli.server.add({"tool_use": FIND}, {"tool_use": CREATE},
                         {"text": "Booked: Design review, alice, 09:30-10:00."})
-    result = await schedule(serve_params(real_cli, tmp_path, store), real_cli)
+    every_event = tmp_path / "every-event.toml"  # the scripted model answers at once
+    every_event.write_text("[limits]\nprogress_gap_s = 0\n")
+    result = await schedule(serve_params(real_cli, tmp_path, store, "--config", str(every_event)),
+                            real_cli)
     assert not result.is_error, result.content[0].text
     assert the_booking(store) == [("Design review", f"{DAY}T09:30", f"{DAY}T10:00", ("bob",),
                                    "confirmed")]
