@@ -41,10 +41,28 @@ Entry = tuple[Identity, Definition, tuple[Any, ...]]
 
 
 def _source_key() -> str:
+    """This package's source, and the versions of Python and of the parsers it uses."""
+    import pydantic
+    import pydantic_core
+    import yaml
+
     digest = hashlib.sha256(sys.version.encode())
+    for version in (pydantic.VERSION, pydantic_core.__version__, yaml.__version__):
+        digest.update(version.encode())
     for module in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(module.read_bytes())
     return digest.hexdigest()
+
+
+def _private(path: Path, fd: int) -> None:
+    """Raise unless the open file is its owner's alone: a pickle runs code when loaded,
+    so a file someone else could have written is never read (the data folder can be set
+    anywhere with ``CLAUDE_MCP_BRIDGE_DATA_DIR``)."""
+    if sys.platform == "win32":
+        return
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise PermissionError(f"{path} is not private to this user; not read")
 
 
 class ParseCache:
@@ -61,6 +79,7 @@ class ParseCache:
         key = _source_key()
         try:
             with path.open("rb") as file:
+                _private(path, file.fileno())
                 saved = pickle.load(file)  # the bridge's own private file (see above)
             if not (isinstance(saved, dict) and saved.get("key") == key):
                 raise ValueError("written by another version")
@@ -110,5 +129,5 @@ class ParseCache:
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
                 raise
-        except (OSError, pickle.PicklingError) as exc:  # a full disk costs speed, nothing else
+        except Exception as exc:  # a full disk, say: it costs speed, nothing else
             logger.warning("definition cache %s not written: %s", self.path, exc)

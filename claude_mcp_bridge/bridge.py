@@ -28,7 +28,7 @@ from . import sandbox
 from .answers import kept_answers
 from .approvals import Approver, DecisionRecord, PermissionDesk
 from .arguments import CallArguments, parse_arguments
-from .budget import Budget, BudgetRefusal
+from .budget import Budget, BudgetRefusal, applicable_limits
 from .catalog import Catalog, build_catalog
 from .clients import ClientPolicy, Clients
 from .command import Command, build_command
@@ -200,9 +200,14 @@ class Bridge:
                 await anyio.to_thread.run_sync(self.ledger.refuse, start, planned.message)
                 return planned
             plan, command = planned
-            reservation = await promptly(partial(
-                self.ledger.reserve, start, plan.max_budget_usd, policy.budget,
-                self.global_budget, client_budget=ceiling.budget if ceiling else None))
+            client_budget = ceiling.budget if ceiling else None
+            reserve = partial(self.ledger.reserve, start, plan.max_budget_usd, policy.budget,
+                              self.global_budget, client_budget=client_budget)
+            # a budget's sum over its period's calls is work for a thread; an insert is not
+            budgets = applicable_limits(tool, policy.budget, self.global_budget, start.client,
+                                        client_budget)
+            reservation = await (anyio.to_thread.run_sync(reserve) if budgets
+                                 else promptly(reserve))
         except LEDGER_ERRORS as exc:  # nothing runs that the ledger cannot hold
             logger.error("the ledger cannot record a call of %s: %s", tool, exc)
             return Refusal("setup", str(self.ledger.explain(exc)))

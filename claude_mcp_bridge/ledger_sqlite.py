@@ -65,6 +65,9 @@ class SqliteStore:
                 with store.transaction():
                     migrate(connection, path)
                 store._at_once = connect(path, busy_timeout_s=0)
+                # its commits never checkpoint (copy the WAL into the file, with fsyncs) on
+                # the event loop: ``checkpoint`` does, on the writer thread
+                store._at_once.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.Error as exc:
             connection.close()
             raise ledger_error(path, exc) from exc
@@ -106,6 +109,11 @@ class SqliteStore:
                 raise
         finally:
             self._lock.release()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file as far as no reader needs it (``PASSIVE``)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._lock:

@@ -100,8 +100,9 @@ class PidfdProcess(Process):
         try:
             pidfd = _pidfd_open(popen.pid)
             try:
-                streams.append(await _Input.connect(pipes[0]))
-                streams += [await _Output.connect(pipes[1]), await _Output.connect(pipes[2])]
+                streams.append(await _Input.connect(pipes[0]))  # each kept as it connects:
+                streams.append(await _Output.connect(pipes[1]))  # a cancel in between must
+                streams.append(await _Output.connect(pipes[2]))  # close it with its transport
             except BaseException:
                 os.close(pidfd)
                 raise

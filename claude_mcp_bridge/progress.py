@@ -57,7 +57,10 @@ class Progress:
             await self.say(message)
 
     async def queued(self, position: int) -> None:
-        await self.say(f"queued, position {position}")
+        # never held back: no heartbeat runs yet to send it later, while the call waits
+        message = f"queued, position {position}"
+        self.last_said, self.last_activity = time.monotonic(), message
+        await self._send(message)
 
     async def heartbeat(self, every_s: float, began: float) -> None:
         """Say something at least every ``every_s`` while the call runs (clients reset their

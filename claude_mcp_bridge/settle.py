@@ -108,6 +108,8 @@ def now_or_later(ledger: Ledger, write: Callable[[], None], what: str) -> Future
         pass
     except LEDGER_ERRORS as exc:
         logger.warning("%s failed (%s); queued to be retried", what, exc)
+    except Exception:  # never out of settling: the queue logs it, as it did any write
+        logger.debug("%s failed at once; queued", what, exc_info=True)
     return write_later(ledger, write, what)
 
 

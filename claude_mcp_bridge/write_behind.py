@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _AT_ONCE: ContextVar[bool] = ContextVar("ledger_at_once", default=False)
+CHECKPOINT_EVERY = 200
+"""At-once writes between two checkpoints of the WAL, made on the writer thread (a few pages
+each: SQLite's own automatic checkpoint comes every 1,000 pages)."""
 
 
 def at_once(write: Callable[[], T]) -> T:
@@ -109,6 +112,7 @@ class AfterQueued:
     def __init__(self, store: Store, behind: WriteBehind) -> None:
         self._store = store
         self._behind = behind
+        self._at_once = 0
         self.where = store.where
         self.keeps_answers = store.keeps_answers
         self.lease_s = store.lease_s
@@ -126,6 +130,9 @@ class AfterQueued:
             now = getattr(self._store, "transaction_now", None)
             if now is None or not self._behind.idle():
                 raise Busy
+            self._at_once += 1
+            if self._at_once % CHECKPOINT_EVERY == 0:  # the at-once connection never does
+                self._behind.submit(self._store.checkpoint)  # type: ignore[attr-defined]
             return now()  # type: ignore[no-any-return]
         self._behind.wait()
         return self._store.transaction()

@@ -99,3 +99,14 @@ def test_a_cache_that_cannot_be_written_costs_only_speed(tmp_path, write_agent, 
     blocked.write_text("")  # a file where the cache's folder would be
     loaded = load_registry(_roots(tmp_path), cache=blocked / "definitions.cache")
     assert sorted(loaded.agents) == ["a0", "a1", "a2"]
+
+
+def test_a_cache_others_could_have_written_is_never_read(tmp_path, write_agent, reads, settled):
+    _agents(tmp_path, write_agent)
+    cache = tmp_path / "definitions.cache"
+    load_registry(_roots(tmp_path), cache=cache)
+    cache.chmod(0o664)  # a pickle runs code when loaded
+    reads.clear()
+    assert sorted(load_registry(_roots(tmp_path), cache=cache).agents) == ["a0", "a1", "a2"]
+    assert len(reads) == 3
+    assert (cache.stat().st_mode & 0o777) == 0o600  # rewritten, private again

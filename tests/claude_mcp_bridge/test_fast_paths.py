@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import sys
 import threading
@@ -19,11 +20,11 @@ from types import SimpleNamespace
 import anyio
 import pytest
 
-from claude_mcp_bridge import pidfd_process, platform
+from claude_mcp_bridge import pidfd_process, platform, write_behind
 from claude_mcp_bridge.budget import Budget
 from claude_mcp_bridge.ledger import CallStart, Ledger, Reservation
 from claude_mcp_bridge.ledger_store import Busy
-from claude_mcp_bridge.settle import promptly
+from claude_mcp_bridge.settle import now_or_later, promptly
 from claude_mcp_bridge.write_behind import AfterQueued, WriteBehind, at_once
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
@@ -143,3 +144,50 @@ async def _echoes(process: anyio.abc.Process) -> None:
         assert await process.wait() == 0
     assert out == b"HELLO" and process.returncode == 0
     await process.aclose()
+
+
+def test_a_settlement_that_fails_otherwise_is_queued_never_raised(tmp_path):
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        def broken() -> None:
+            raise ValueError("a row the ledger cannot read")
+        queued = now_or_later(ledger, broken, "settling call 12345678")
+        assert queued is not None  # the writer thread logs it, as it logs any write
+        queued.result(timeout=10)
+
+
+def test_the_at_once_connection_never_checkpoints_the_writer_thread_does(tmp_path, monkeypatch):
+    monkeypatch.setattr(write_behind, "CHECKPOINT_EVERY", 3)
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        store = ledger._store._store  # type: ignore[attr-defined]
+        checkpoints: list[str] = []
+        checkpoint = store.checkpoint
+        monkeypatch.setattr(store, "checkpoint", lambda: (
+            checkpoints.append(threading.current_thread().name), checkpoint())[-1])
+        for _ in range(6):
+            try:
+                at_once(lambda: _reserve(ledger))
+            except Busy:  # the checkpoint was queued and not yet made: the slow path
+                _reserve(ledger)
+        ledger.rows("SELECT 1")  # waits for the queue
+        assert len(checkpoints) == 2
+        assert all(name.startswith("ledger") for name in checkpoints)
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not pidfd_process.available(), reason="this kernel gives no pidfds")
+async def test_a_start_that_fails_between_its_pipes_leaves_nothing_open(tmp_path, monkeypatch):
+    connect = pidfd_process._Output.connect
+    calls: list[int] = []
+
+    async def second_fails(pipe: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("the loop refused the pipe")
+        return await connect(pipe)
+    monkeypatch.setattr(pidfd_process._Output, "connect", second_fails)
+    with pytest.raises(OSError, match="refused"):
+        await platform.start_tree_root(ECHO, cwd=tmp_path, env={"PATH": "/usr/bin"})
+    monkeypatch.undo()
+    gc.collect()  # an unclosed transport would warn here (an error in this suite)
+    process = await platform.start_tree_root(ECHO, cwd=tmp_path, env={"PATH": "/usr/bin"})
+    await _echoes(process)  # its pipes are read: no stale entry of a reused descriptor

@@ -97,3 +97,11 @@ async def test_by_default_a_client_gets_fewer_notifications_than_a_fast_child_ha
     # 4 with progress_gap_s = 0 (starting, started, wrote, finished): the last three come
     # from the child at once, so one of them at most goes out before the answer
     assert len(progress) <= 2 and not any(m.startswith("finished") for m in progress)
+
+
+async def test_queue_positions_go_out_at_once_while_no_heartbeat_runs():
+    sent = Sent()
+    progress = Progress(sent.say, GAP_S)
+    await progress.queued(2)
+    await progress.queued(1)  # waiting for a slot: the heartbeat starts only with the run
+    assert sent.messages == ["queued, position 2", "queued, position 1"]
