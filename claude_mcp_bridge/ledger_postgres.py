@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,7 +30,7 @@ from psycopg.rows import dict_row
 
 from .errors import LedgerError
 from .ledger_postgres_schema import MIGRATIONS, SCHEMA_VERSION, VERSION_TABLE
-from .ledger_store import Row, Session
+from .ledger_store import Busy, Row, Session
 from .processes import owner_host
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,13 @@ class PostgresStore:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
                                (LOCK_CLASS,))
                 yield PostgresSession(cursor)
+
+    def transaction_now(self) -> AbstractContextManager[Session]:
+        """Never: a round trip to the server must not hold up the event loop."""
+        raise Busy
+
+    def checkpoint(self) -> None:
+        """The server keeps its own write-ahead log."""
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._lock, self._unreachable():

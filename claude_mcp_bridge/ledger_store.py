@@ -62,6 +62,16 @@ class Store(Protocol):
         (threads, processes, hosts) from its first statement to its commit."""
         ...
 
+    def transaction_now(self) -> AbstractContextManager[Session]:
+        """``transaction`` if it can start without waiting on anyone, else ``Busy`` before
+        anything is written (``write_behind.at_once``)."""
+        ...
+
+    def checkpoint(self) -> None:
+        """Housekeeping after many ``transaction_now`` writes (SQLite: copy its WAL into
+        the file); none where there is nothing to keep."""
+        ...
+
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Rows of a read-only query."""
         ...

@@ -36,11 +36,13 @@ class Progress:
         self._waiting: str | None = None
         self._wake = anyio.Event()
 
-    async def say(self, message: str, *, activity: bool = True) -> None:
+    async def say(self, message: str, *, activity: bool = True, hold: bool = True) -> None:
+        """Send ``message``, or with ``hold`` keep it for the heartbeat when the last one
+        went out less than the gap ago."""
         self.last_said = now = time.monotonic()
         if activity:
             self.last_activity = message
-        if now - self._sent_at < self._gap_s:
+        if hold and now - self._sent_at < self._gap_s:
             self._waiting = message
             self._wake.set()
             return
@@ -57,10 +59,8 @@ class Progress:
             await self.say(message)
 
     async def queued(self, position: int) -> None:
-        # never held back: no heartbeat runs yet to send it later, while the call waits
-        message = f"queued, position {position}"
-        self.last_said, self.last_activity = time.monotonic(), message
-        await self._send(message)
+        # never held: while a call waits for its slot no heartbeat runs to send it later
+        await self.say(f"queued, position {position}", hold=False)
 
     async def heartbeat(self, every_s: float, began: float) -> None:
         """Say something at least every ``every_s`` while the call runs (clients reset their

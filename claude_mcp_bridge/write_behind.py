@@ -127,15 +127,20 @@ class AfterQueued:
 
     def transaction(self) -> AbstractContextManager[Session]:
         if _AT_ONCE.get():
-            now = getattr(self._store, "transaction_now", None)
-            if now is None or not self._behind.idle():
-                raise Busy
-            self._at_once += 1
-            if self._at_once % CHECKPOINT_EVERY == 0:  # the at-once connection never does
-                self._behind.submit(self._store.checkpoint)  # type: ignore[attr-defined]
-            return now()  # type: ignore[no-any-return]
+            return self.transaction_now()
         self._behind.wait()
         return self._store.transaction()
+
+    def transaction_now(self) -> AbstractContextManager[Session]:
+        if not self._behind.idle():  # never ahead of a queued write
+            raise Busy
+        self._at_once += 1
+        if self._at_once % CHECKPOINT_EVERY == 0:  # the at-once connection never does
+            self._behind.submit(self._store.checkpoint)
+        return self._store.transaction_now()
+
+    def checkpoint(self) -> None:
+        self._store.checkpoint()
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         self._behind.wait()

@@ -15,7 +15,6 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import anyio
 import pytest
@@ -87,11 +86,13 @@ def test_at_once_never_overtakes_a_queued_write(tmp_path):
 
 
 def test_a_store_that_cannot_start_at_once_is_never_written_at_once():
+    postgres = pytest.importorskip("claude_mcp_bridge.ledger_postgres")
     opened: list[str] = []
-    store = SimpleNamespace(where="db", keeps_answers=True, lease_s=30.0,
-                            transaction=lambda: opened.append("waited") or None)
+    store = postgres.PostgresStore.__new__(postgres.PostgresStore)  # no server needed
+    store.where, store.lease_s = "postgresql://db", 30.0
+    store.transaction = lambda: opened.append("waited")  # the waiting kind
     with pytest.raises(Busy):
-        at_once(lambda: AfterQueued(store, WriteBehind("test")).transaction())  # type: ignore[arg-type]
+        at_once(lambda: AfterQueued(store, WriteBehind("test")).transaction())
     assert opened == []
 
 
