@@ -18,6 +18,7 @@ from .frontmatter import FrontMatterError, split_front_matter
 from .registry import (
     MAX_DEFINITION_BYTES,
     Diagnostic,
+    FileState,
     Registry,
     Severity,
     load_registry,
@@ -30,6 +31,7 @@ __all__ = [
     "Candidate",
     "Definition",
     "Diagnostic",
+    "FileState",
     "FrontMatterError",
     "Kind",
     "Registry",

@@ -29,12 +29,14 @@ from .definitions import (
 )
 from .discovery import Candidate, Roots, candidate_files
 from .frontmatter import FrontMatterError, read_front_matter
-from .parse_cache import ParseCache
+from .parse_cache import Identity, ParseCache, file_identity
 
 logger = logging.getLogger("agents_registry")
 
 MAX_DEFINITION_BYTES = 1_048_576
 Severity = Literal["error", "warning"]
+FileState = tuple[str, int, int, int]
+"""A candidate file as ``os.stat`` saw it: its path, modification time (ns), size, inode."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class Registry:
     agents: Mapping[str, AgentDefinition]
     skills: Mapping[str, SkillDefinition]
     diagnostics: tuple[Diagnostic, ...]
+    files: frozenset[FileState] = frozenset()
+    """Each candidate file as it was just before it was read (one that could not be seen
+    is left out): a watcher that starts from these misses no change made since."""
 
     def definitions(self) -> Iterator[Definition]:
         """Agents, then skills, each sorted by name."""
@@ -75,32 +80,41 @@ def load_registry(roots: Roots, *, cache: Path | None = None) -> Registry:
     """Read every candidate file under ``roots`` into a registry; never raises for a bad file.
     With ``cache``, a file unchanged since the last load is not read again
     (``parse_cache.py``)."""
-    kept = None if cache is None else ParseCache.load(cache)
+    candidates = candidate_files(roots)
+    kept = None if cache is None else ParseCache.load(
+        cache, paths=(candidate.path.absolute() for candidate in candidates))
     parsed: list[tuple[Candidate, Definition | Diagnostic]] = []
     warnings: list[Diagnostic] = []
-    for candidate in candidate_files(roots):
-        result, notes = _parse_candidate(candidate, kept)
+    files: list[FileState] = []
+    for candidate in candidates:
+        identity, (result, notes) = _parse_candidate(candidate, kept)
+        if identity is not None:
+            files.append((str(candidate.path), identity[3], identity[2], identity[1]))
         parsed.append((candidate, result))
         warnings += notes
     if kept is not None:
         kept.save()
-    registry = assemble_registry(parsed, warnings)
+    registry = assemble_registry(parsed, warnings, files)
     _log(registry.diagnostics)
     return registry
 
 
 def _parse_candidate(candidate: Candidate, kept: ParseCache | None
-                     ) -> tuple[Definition | Diagnostic, tuple[Diagnostic, ...]]:
+                     ) -> tuple[Identity | None, tuple[Definition | Diagnostic,
+                                                       tuple[Diagnostic, ...]]]:
+    """The file's identity before it was read (None: it could not be seen), and what it
+    holds."""
     if kept is None:
-        return parse_file(candidate.path, candidate.kind, candidate.scope)
+        identity = file_identity(str(candidate.path))
+        return identity, parse_file(candidate.path, candidate.kind, candidate.scope)
     where = (str(candidate.path.absolute()), candidate.kind, candidate.scope)
     identity, entry = kept.get(where)
     if entry is not None:
-        return entry[1], entry[2]
+        return identity, (entry[1], entry[2])
     result, notes = parse_file(candidate.path, candidate.kind, candidate.scope)
     if not isinstance(result, Diagnostic):
         kept.put(where, identity, result, notes)
-    return result, notes
+    return identity, (result, notes)
 
 
 def parse_definition(
@@ -135,7 +149,8 @@ def parse_file(
 
 
 def assemble_registry(parsed: Iterable[tuple[Candidate, Definition | Diagnostic]],
-                      warnings: Iterable[Diagnostic] = ()) -> Registry:
+                      warnings: Iterable[Diagnostic] = (),
+                      files: Iterable[FileState] = ()) -> Registry:
     """The first definition of each kind and name wins; ``parsed`` is in precedence order.
 
     ``warnings`` (about files that loaded) are kept after the diagnostics found here.
@@ -154,6 +169,7 @@ def assemble_registry(parsed: Iterable[tuple[Candidate, Definition | Diagnostic]
         agents=_by_name(d for d in found if isinstance(d, AgentDefinition)),
         skills=_by_name(d for d in found if isinstance(d, SkillDefinition)),
         diagnostics=(*diagnostics, *warnings),
+        files=frozenset(files),
     )
 
 

@@ -170,7 +170,8 @@ def _freeze_imports() -> None:
 def _freeze_start_up() -> None:
     # What start-up built (modules, the catalog) lives as long as the server: keep it
     # out of every later garbage collection (measured: tools/list of 2,500 tools -25%).
-    gc.collect()
+    # No collection first: after the imports' freeze, one found nothing to free at
+    # 2,500 definitions and took 30-44 ms of the start-up.
     gc.freeze()
 
 
@@ -187,7 +188,8 @@ async def _serving(server: BridgeServer, bridge: Bridge, jobs: JobBoard,
     async with bridge.warm.running(), jobs.running(), anyio.create_task_group() as tg:
         if reload.enabled:
             await tg.start(partial(watch, bridge.settings.roots, server.reload,
-                                   poll_s=reload.poll_s, debounce_s=reload.debounce_s))
+                                   poll_s=reload.poll_s, debounce_s=reload.debounce_s,
+                                   first=bridge.catalog.registry.files))
             await tg.start(partial(watch_file, config_file,
                                    partial(server.reload_config, config_file),
                                    poll_s=reload.poll_s, debounce_s=reload.debounce_s))

@@ -110,3 +110,19 @@ def test_a_cache_others_could_have_written_is_never_read(tmp_path, write_agent, 
     assert sorted(load_registry(_roots(tmp_path), cache=cache).agents) == ["a0", "a1", "a2"]
     assert len(reads) == 3
     assert (cache.stat().st_mode & 0o777) == 0o600  # rewritten, private again
+
+
+def test_saved_paths_come_back_as_the_paths_looked_up_or_as_new_ones(
+        tmp_path, write_agent, settled):
+    """Paths are saved as text (rebuilding them part by part was most of a load's time)."""
+    paths = _agents(tmp_path, write_agent)
+    cache = tmp_path / "definitions.cache"
+    load_registry(_roots(tmp_path), cache=cache)
+    looked_up = Path(str(paths[0].absolute()))
+    given = parse_cache.ParseCache.load(cache, paths=[looked_up])._old
+    alone = parse_cache.ParseCache.load(cache)._old
+    assert len(given) == len(alone) == 3
+    by_name = {entry[1].name: entry[1].path for entry in given.values()}
+    assert by_name["a0"] is looked_up
+    assert {entry[1].path for entry in alone.values()} == {p.absolute() for p in paths}
+    assert all(type(entry[1].path) is type(looked_up) for entry in alone.values())
