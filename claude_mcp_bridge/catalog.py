@@ -24,7 +24,7 @@ from agents_registry import Definition, Registry
 
 from .arguments import INPUT_SCHEMA, OUTPUT_SCHEMA
 from .config import Config
-from .tool_policy import ToolPolicy, tool_policy
+from .tool_policy import ToolPolicy, resolve_roots, tool_policy
 
 MAX_TOOL_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -76,6 +76,7 @@ class Catalog:
 def build_catalog(registry: Registry, config: Config, project_dir: Path) -> Catalog:
     """Every enabled definition as a tool, with the policy that applies to it."""
     entries: dict[str, ToolEntry] = {}
+    resolve_roots(config, project_dir)  # the policies themselves are worked out on first use
     for definition in registry.definitions():
         tool_config = config.tool(definition.kind, definition.name)
         if not tool_config.enabled:

@@ -147,8 +147,8 @@ def proc_table() -> dict[int, ProcRow] | None:
     """Every process, from one read of each ``/proc/PID/stat`` (Linux; None elsewhere, or
     when ``/proc`` cannot be listed): psutil reads them all twice for a tree (children,
     then group members), then each again for its start."""
-    try:
-        names = os.listdir("/proc") if sys.platform == "linux" else None
+    try:  # portable mode walks as Windows does, with psutil
+        names = os.listdir("/proc") if sys.platform == "linux" and KIND == "posix" else None
     except OSError:
         return None
     rows = ((int(name), _stat_row(name)) for name in names or () if name.isdigit())

@@ -149,6 +149,18 @@ def stricter(mode: str | None, ceiling: str | None) -> str | None:
     return ceiling if _PERMISSIVENESS[ceiling] < rank else mode
 
 
+def resolve_roots(config: Config, project_dir: Path) -> None:
+    """Resolve every folder a policy of ``config`` names, now: a root that cannot be
+    resolved (a symlink loop, ``~nobody``) stops the catalog's build with its error instead
+    of failing each call of a tool, and no call resolves one on the event loop."""
+    tools = [*config.agents.values(), *config.skills.values()]
+    roots = [project_dir, *config.permissions.sandbox.writable_roots,
+             *(config.permissions.allowed_cwd_roots or ()),
+             *(root for tool in tools for root in tool.permissions.allowed_cwd_roots or ())]
+    for root in roots:
+        _resolved(str(root))
+
+
 @functools.lru_cache(maxsize=256)
 def _resolved(root: str) -> Path:
     # A catalog of thousands resolves the same few roots once each, not once per tool.

@@ -165,3 +165,15 @@ def test_ranges_are_published_in_json_schema_words_and_enforced():
     jsonschema.validate({"prompt": "x", "max_turns": 1000}, INPUT_SCHEMA)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"prompt": "x", "max_turns": 1001}, INPUT_SCHEMA)
+
+
+def test_a_policy_root_that_cannot_be_resolved_stops_the_build_not_each_call(workspace,
+                                                                             tmp_path):
+    """Policies are worked out on a tool's first call; the folders they name are resolved
+    when the catalog is built, so a bad one is reported once, at start-up or reload."""
+    workspace.agent("reviewer")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)  # resolving it fails: a symlink loop
+    config = {"agents": {"reviewer": {"permissions": {"allowed_cwd_roots": [str(loop / "x")]}}}}
+    with pytest.raises((RuntimeError, OSError)):
+        catalog_of(workspace, config)

@@ -3,6 +3,7 @@ psutil finds, a reused pid never taken for a descendant, and a loop of reused pi
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
 import textwrap
@@ -35,13 +36,13 @@ TREE = textwrap.dedent("""
 
 @linux
 def test_the_tree_from_proc_is_the_one_psutil_finds(tmp_path, monkeypatch):
+    monkeypatch.setattr(platform, "KIND", "posix")
     script = tmp_path / "tree.py"
     script.write_text(TREE)
     leader = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        assert leader.stdout is not None
-        pids = {int(leader.stdout.readline()) for _ in range(4)}  # waits for all four
+        pids = {int(_line(leader)) for _ in range(4)}  # waits for all four
         fast = set(processes._tree(leader.pid))
         monkeypatch.setattr(platform, "proc_table", lambda: None)
         slow = set(processes._tree(leader.pid))
@@ -55,7 +56,13 @@ def test_the_tree_from_proc_is_the_one_psutil_finds(tmp_path, monkeypatch):
     assert fast == slow
 
 
-def test_a_child_older_than_its_parent_is_a_reused_pid():
+@pytest.fixture
+def groups(monkeypatch):
+    """Trees include their process group, as on POSIX (not in portable mode)."""
+    monkeypatch.setattr(platform, "walks_process_groups", lambda: True)
+
+
+def test_a_child_older_than_its_parent_is_a_reused_pid(groups):
     table = {10: (1, 10, 5.0), 11: (10, 10, 6.0), 12: (11, 12, 4.0), 13: (1, 10, 7.0)}
     # 12 names 11 as its parent but started before it; 13 is only in the group
     assert set(processes._tree_in(table, 10)) == {
@@ -67,6 +74,14 @@ def test_a_loop_of_reused_pids_ends():
     assert {identity.pid for identity in processes._tree_in(table, 20)} == {20, 21}
 
 
-def test_the_group_is_searched_when_its_leader_is_gone():
+def test_the_group_is_searched_when_its_leader_is_gone(groups):
     table = {31: (1, 30, 5.0), 32: (31, 30, 6.0)}
     assert {identity.pid for identity in processes._tree_in(table, 30)} == {31, 32}
+
+
+def _line(process: subprocess.Popen[str]) -> str:
+    """The next line the process prints, failing (not hanging) if none comes."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 30)
+    assert ready, "the tree did not start"
+    return process.stdout.readline()

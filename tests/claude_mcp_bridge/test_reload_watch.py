@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agents_registry import Roots, load_registry, parse_cache
+from agents_registry import Roots, load_registry, parse_cache, registry
 from claude_mcp_bridge.reload import signature, watch
 
 AGENT = "---\nname: {name}\ndescription: Does {name} things.\n---\nBody of {name}.\n"
@@ -41,12 +41,15 @@ def test_the_load_records_each_file_as_a_poll_sees_it(roots, tmp_path, monkeypat
     assert first.files == again.files == signature(roots)
 
 
-def test_a_file_that_cannot_be_seen_is_left_out(roots):
-    link = roots.project_dir / ".claude" / "agents" / "gamma.md"
-    (roots.project_dir.parent / "shared.md").unlink()  # a dangling link
-    registry = load_registry(roots)
-    assert str(link) not in {path for path, *_ in registry.files}
-    assert registry.files == signature(roots)
+def test_a_file_that_cannot_be_seen_before_its_read_is_left_out(roots, monkeypatch):
+    """Its state is unknown, so the first poll sees it as new: a reload, never a miss."""
+    unseen = roots.project_dir / ".claude" / "agents" / "alpha.md"
+    identity = registry.file_identity
+    monkeypatch.setattr(registry, "file_identity",
+                        lambda path: None if path == str(unseen) else identity(path))
+    loaded = load_registry(roots)
+    assert "alpha" in loaded.agents
+    assert loaded.files == {state for state in signature(roots) if state[0] != str(unseen)}
 
 
 @pytest.mark.anyio
