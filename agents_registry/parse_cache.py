@@ -136,15 +136,13 @@ class ParseCache:
             fd, temporary = tempfile.mkstemp(prefix=".definitions-", dir=self.path.parent)
             try:
                 with os.fdopen(fd, "wb") as file:
-                    _Pickler(file).dump(
-                        {"key": self._key, "entries": self._new})
+                    _Pickler(file).dump({"key": self._key, "entries": self._new})
                 os.replace(temporary, self.path)
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
                 raise
         except Exception as exc:  # a full disk, say: it costs speed, nothing else
             logger.warning("definition cache %s not written: %s", self.path, exc)
-
 
 
 def _path_of(text: str) -> Path:

@@ -139,24 +139,26 @@ def process_group(pid: int) -> int | None:
 def started_since_boot(pid: int) -> float | None:
     """Seconds from boot to the start of ``pid`` (Linux: ``/proc/PID/stat`` field 22, in
     clock ticks); None elsewhere or when it cannot be read."""
-    row = _stat_row(str(pid)) if sys.platform == "linux" else None
+    row = _stat_row(str(pid))
     return None if row is None else row[2]
+
+
+ProcRow = tuple[int, int, float]
+"""A process in ``/proc``: its parent, its process group, its start (seconds since boot)."""
 
 
 def proc_table() -> dict[int, ProcRow] | None:
     """Every process, from one read of each ``/proc/PID/stat`` (Linux; None elsewhere, or
     when ``/proc`` cannot be listed): psutil reads them all twice for a tree (children,
     then group members), then each again for its start."""
-    try:  # portable mode walks as Windows does, with psutil
-        names = os.listdir("/proc") if sys.platform == "linux" and KIND == "posix" else None
+    if sys.platform != "linux" or KIND != "posix":  # portable mode walks as Windows does
+        return None
+    try:
+        names = os.listdir("/proc")
     except OSError:
         return None
-    rows = ((int(name), _stat_row(name)) for name in names or () if name.isdigit())
-    return None if names is None else {pid: row for pid, row in rows if row is not None}
-
-
-ProcRow = tuple[int, int, float]
-"""A process in ``/proc``: its parent, its process group, its start (seconds since boot)."""
+    rows = ((int(name), _stat_row(name)) for name in names if name.isdigit())
+    return {pid: row for pid, row in rows if row is not None}
 
 
 def _stat_row(pid: str) -> ProcRow | None:
