@@ -6,6 +6,11 @@ so an editor's save (write, rename, touch) gives one rebuild. Polling needs no
 extra dependency and behaves the same on every file system (network mounts and
 editors that replace files included); with 2,500 files a poll costs a few ms.
 
+A file changed less than ``RACY_S`` before a poll is also known by a digest of its bytes:
+a rewrite of the same size within one tick of the file system's clock leaves its stat as
+it was (git calls such index entries "racy"). Once the file is older, its stat alone is
+compared again: a digest one of two polls lacks matches any.
+
 A call already running keeps the ``ToolEntry`` (and so the definition) it started
 with: the catalog is swapped, never mutated.
 
@@ -15,37 +20,82 @@ swaps in its clients, so a token revoked in the file stops working without a res
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Hashable
+import stat
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import anyio
 from anyio.abc import TaskStatus
 
-from agents_registry import FileState, Roots, candidate_files
+from agents_registry import MAX_DEFINITION_BYTES, FileState, Roots, candidate_files
 
 logger = logging.getLogger(__name__)
 
-Signature = frozenset[FileState]
+RACY_S = 2.0
+"""The parse cache's ``SETTLE_S``, for the same reason."""
+UNREAD = ""
+"""The digest of a racy file the catalog's load saw but did not hash: it equals no digest, so
+the first poll that hashes the file reloads the catalog once."""
+
+State = tuple[int, int, int, str | None]
+"""A file as a poll saw it: mtime (ns), size, inode, and while it is racy a digest."""
+Snapshot = dict[str, State]
+"""Every file looked at, by path."""
 
 
-def signature(roots: Roots) -> Signature:
-    """What the definition files look like on disk now (cheap: one stat per file); the
-    same form as ``Registry.files``."""
-    entries: set[FileState] = set()
-    for candidate in candidate_files(roots):
-        try:
-            info = os.stat(candidate.path)
-        except OSError:
-            continue  # vanished between listing and stat: the next poll sees it gone
-        entries.add((str(candidate.path), info.st_mtime_ns, info.st_size, info.st_ino))
-    return frozenset(entries)
+def signature(roots: Roots) -> Snapshot:
+    """What the definition files look like on disk now (one stat per file, and a read of
+    each racy one)."""
+    now = time.time_ns()
+    states = ((str(c.path), _state(c.path, now)) for c in candidate_files(roots))
+    return {path: state for path, state in states if state is not None}
+
+
+def from_load(files: Iterable[FileState]) -> Snapshot:
+    """``Registry.files``, the states the catalog's load saw, as a snapshot."""
+    racy_since = time.time_ns() - int(RACY_S * 1e9)
+    return {path: (mtime, size, inode, UNREAD if mtime > racy_since else None)
+            for path, mtime, size, inode in files}
+
+
+def same(before: Snapshot, after: Snapshot) -> bool:
+    """No file came, went or changed between two snapshots."""
+    return before.keys() == after.keys() and all(
+        _same_state(state, after[path]) for path, state in before.items())
+
+
+def _same_state(before: State, after: State) -> bool:
+    return before[:3] == after[:3] and (
+        before[3] is None or after[3] is None or before[3] == after[3])
+
+
+def _state(path: Path, now_ns: int) -> State | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # vanished between listing and stat: the next poll sees it gone
+    racy = now_ns - info.st_mtime_ns < RACY_S * 1e9
+    return info.st_mtime_ns, info.st_size, info.st_ino, _digest(path) if racy else None
+
+
+def _digest(path: Path) -> str:
+    try:  # O_NONBLOCK: a FIFO named like the watched file must not hang the poll
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                return UNREAD
+            return hashlib.sha256(file.read(MAX_DEFINITION_BYTES + 1)).hexdigest()
+    except OSError:
+        return UNREAD
 
 
 async def watch(
     roots: Roots, on_change: Callable[[], Awaitable[None]], *, poll_s: float, debounce_s: float,
-    first: Signature | None = None, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    first: Iterable[FileState] | None = None,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Call ``on_change`` after each settled change of the files under ``roots``; forever.
     Started (``task_status``) once it has taken its first look, or at once from ``first``:
@@ -53,16 +103,13 @@ async def watch(
     change made since is seen on the first poll, and no second walk of 2,500 files holds up
     start-up (34 ms)."""
     await _watch(lambda: signature(roots), on_change, poll_s=poll_s, debounce_s=debounce_s,
-                 first=first, task_status=task_status)
+                 first=None if first is None else from_load(first), task_status=task_status)
 
 
-def file_signature(path: Path) -> tuple[int, int, int] | None:
-    """What one file looks like on disk now (None: it does not exist)."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_mtime_ns, info.st_size, info.st_ino
+def file_signature(path: Path) -> Snapshot:
+    """What one file looks like on disk now (empty: it does not exist)."""
+    state = _state(path, time.time_ns())
+    return {} if state is None else {str(path): state}
 
 
 async def watch_file(
@@ -74,20 +121,20 @@ async def watch_file(
                  debounce_s=debounce_s, task_status=task_status)
 
 
-async def _watch(look: Callable[[], Hashable], on_change: Callable[[], Awaitable[None]], *,
-                 poll_s: float, debounce_s: float, first: Hashable | None = None,
+async def _watch(look: Callable[[], Snapshot], on_change: Callable[[], Awaitable[None]], *,
+                 poll_s: float, debounce_s: float, first: Snapshot | None = None,
                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     current = first if first is not None else await anyio.to_thread.run_sync(look)
     task_status.started()
     while True:
         await anyio.sleep(poll_s)
         seen = await anyio.to_thread.run_sync(look)
-        if seen == current:
+        if same(current, seen):
             continue
         while True:  # debounce: wait until a poll sees no further change
             await anyio.sleep(debounce_s)
             settled = await anyio.to_thread.run_sync(look)
-            if settled == seen:
+            if same(seen, settled):
                 break
             seen = settled
         current = seen
