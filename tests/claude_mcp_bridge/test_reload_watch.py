@@ -43,6 +43,12 @@ def stat_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reload, "RACY_S", 0.0)
 
 
+@pytest.fixture
+def racy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file written by the test counts as racy, however slow the machine."""
+    monkeypatch.setattr(reload, "RACY_S", 3600.0)
+
+
 def _files(roots: Roots) -> list[Path]:
     return [Path(path) for path in signature(roots)]
 
@@ -77,7 +83,7 @@ def test_a_file_that_cannot_be_seen_before_its_read_is_left_out(roots, monkeypat
     assert from_load(loaded.files) == polled
 
 
-def test_a_same_size_rewrite_in_the_same_clock_tick_is_a_change(roots):
+def test_a_same_size_rewrite_in_the_same_clock_tick_is_a_change(roots, racy):
     before = signature(roots)
     path = _files(roots)[0]
     info = os.stat(path)
@@ -88,7 +94,7 @@ def test_a_same_size_rewrite_in_the_same_clock_tick_is_a_change(roots):
     assert not same(before, after)
 
 
-def test_once_a_file_is_older_its_stat_alone_is_compared(roots, monkeypatch):
+def test_once_a_file_is_older_its_stat_alone_is_compared(roots, monkeypatch, racy):
     racy = signature(roots)  # just written: each known by its bytes too
     assert all(state[3] for state in racy.values())
     monkeypatch.setattr(reload, "RACY_S", 0.0)
@@ -97,7 +103,7 @@ def test_once_a_file_is_older_its_stat_alone_is_compared(roots, monkeypatch):
     assert same(racy, settled) and same(settled, racy)  # no reload when a file ages
 
 
-def test_a_file_the_load_saw_racy_is_reloaded_once(roots):
+def test_a_file_the_load_saw_racy_is_reloaded_once(roots, racy):
     """The load did not hash it: the first poll that does reloads the catalog, then polls
     agree."""
     loaded = from_load(load_registry(roots).files)
@@ -142,11 +148,11 @@ async def test_a_change_between_the_load_and_the_watch_is_reloaded(roots):
 
 
 @pytest.mark.anyio
-async def test_the_watch_sees_a_same_size_rewrite_in_the_same_clock_tick(roots):
+async def test_the_watch_sees_a_same_size_rewrite_in_the_same_clock_tick(roots, racy):
     await _reloaded(roots, _rewrite(roots.project_dir / ".claude" / "agents" / "beta.md", 0))
 
 
-def test_the_config_file_is_watched_the_same_way(tmp_path):
+def test_the_config_file_is_watched_the_same_way(tmp_path, racy):
     config = tmp_path / "config.toml"
     config.write_text('[clients.ci]\ntoken_sha256 = "' + "a" * 64 + '"\n')
     before = reload.file_signature(config)
@@ -158,7 +164,7 @@ def test_the_config_file_is_watched_the_same_way(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
-def test_a_fifo_where_the_config_file_is_does_not_hang_the_poll(tmp_path):
+def test_a_fifo_where_the_config_file_is_does_not_hang_the_poll(tmp_path, racy):
     fifo = tmp_path / "config.toml"
     os.mkfifo(fifo)  # nobody writes to it: a blocking read would wait forever
     [state] = reload.file_signature(fifo).values()
