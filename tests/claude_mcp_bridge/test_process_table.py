@@ -3,6 +3,7 @@ psutil finds, a reused pid never taken for a descendant, and a loop of reused pi
 
 from __future__ import annotations
 
+import os
 import select
 import subprocess
 import sys
@@ -27,7 +28,7 @@ TREE = textwrap.dedent("""
         kids = [subprocess.Popen([sys.executable, __file__, "leaf"], stdin=sys.stdin)]
     else:
         kids = []
-    print(os.getpid(), flush=True)
+    os.write(1, b"%d\\n" % os.getpid())  # one write: four processes share the pipe
     sys.stdin.read()
     for kid in kids:
         kid.wait()
@@ -40,9 +41,9 @@ def test_the_tree_from_proc_is_the_one_psutil_finds(tmp_path, monkeypatch):
     script = tmp_path / "tree.py"
     script.write_text(TREE)
     leader = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+                              stdout=subprocess.PIPE, start_new_session=True)
     try:
-        pids = {int(_line(leader)) for _ in range(4)}  # waits for all four
+        pids = _pids(leader, 4)  # waits for all four
         fast = set(processes._tree(leader.pid))
         monkeypatch.setattr(platform, "proc_table", lambda: None)
         slow = set(processes._tree(leader.pid))
@@ -79,9 +80,14 @@ def test_the_group_is_searched_when_its_leader_is_gone(groups):
     assert {identity.pid for identity in processes._tree_in(table, 30)} == {31, 32}
 
 
-def _line(process: subprocess.Popen[str]) -> str:
-    """The next line the process prints, failing (not hanging) if none comes."""
+def _pids(process: subprocess.Popen[bytes], count: int) -> set[int]:
+    """The pids the tree's ``count`` processes print, failing (not hanging) if they do not."""
     assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 30)
-    assert ready, "the tree did not start"
-    return process.stdout.readline()
+    fd, printed = process.stdout.fileno(), b""
+    while printed.count(b"\n") < count:
+        ready, _, _ = select.select([fd], [], [], 30)
+        assert ready, f"the tree did not start: {printed!r}"
+        chunk = os.read(fd, 4096)
+        assert chunk, f"the tree ended early: {printed!r}"
+        printed += chunk
+    return {int(pid) for pid in printed.split()}
