@@ -10,6 +10,7 @@ for a Python server on this SDK.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import anyio
@@ -48,5 +49,24 @@ async def _serve() -> None:
         await server.run(read, write, server.create_initialization_options())
 
 
+async def _serve_http() -> None:
+    """The same tools over the SDK's own Streamable HTTP app (its defaults: stateful
+    sessions, SSE answers), served by uvicorn on a free loopback port; prints ``PORT n``
+    once listening."""
+    import socket
+
+    import uvicorn
+
+    server: Server[Any] = Server("minimal-http", on_list_tools=_list_tools,
+                                 on_call_tool=_call_tool)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)  # connections wait in the backlog until uvicorn takes them
+    print(f"PORT {listener.getsockname()[1]}", flush=True)
+    web = uvicorn.Server(uvicorn.Config(server.streamable_http_app(), log_level="warning",
+                                        access_log=False, ws="none", lifespan="on"))
+    await web.serve(sockets=[listener])
+
+
 if __name__ == "__main__":
-    anyio.run(_serve)
+    anyio.run(_serve_http if "--http" in sys.argv else _serve)
