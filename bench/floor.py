@@ -40,6 +40,7 @@ from .servers import (
     cpu_seconds,
     http_server,
     serve_argv,
+    stop,
 )
 from .workspace import BENCH_DIR, TOOL, Workspace, workspace
 
@@ -173,21 +174,12 @@ def _minimal_http(ws: Workspace, stack: ExitStack, env: dict[str, str], log: Pat
         process = subprocess.Popen([*MINIMAL, "--http"], stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=errlog, env=env,
                                    cwd=ws.project)
-    stack.callback(_stop, process)
+    stack.callback(stop, process)
     assert process.stdout is not None
     line = process.stdout.readline().decode()
     if not line.startswith("PORT "):
         raise RuntimeError(f"the minimal HTTP server did not start ({line!r}); see {log}")
     return f"http://127.0.0.1:{int(line.split()[1])}/mcp", process.pid
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 class RawHttp:

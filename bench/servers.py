@@ -82,12 +82,17 @@ def http_server(
     try:
         yield _listening_url(log, process), process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes], grace_s: float = 15) -> None:
+    """SIGTERM, as a service manager would; SIGKILL if it is still there after ``grace_s``."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _listening_url(log: Path, process: subprocess.Popen[bytes], timeout: float = 30) -> str:
