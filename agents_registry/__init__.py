@@ -23,6 +23,7 @@ from .registry import (
     Severity,
     load_registry,
     parse_definition,
+    read_bytes,
 )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "candidate_files",
     "load_registry",
     "parse_definition",
+    "read_bytes",
     "split_front_matter",
     "user_config_dir",
 ]

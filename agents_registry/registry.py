@@ -129,7 +129,7 @@ def parse_file(
 ) -> tuple[Definition | Diagnostic, tuple[Diagnostic, ...]]:
     """Read one file into a definition or an error, with warnings about how it was read."""
     path = path.absolute()
-    raw = _read_bytes(path, max_bytes)
+    raw = read_bytes(path, max_bytes)
     if isinstance(raw, Diagnostic):
         return raw, ()
     try:
@@ -173,7 +173,9 @@ def assemble_registry(parsed: Iterable[tuple[Candidate, Definition | Diagnostic]
     )
 
 
-def _read_bytes(path: Path, max_bytes: int) -> bytes | Diagnostic:
+def read_bytes(path: Path, max_bytes: int = MAX_DEFINITION_BYTES) -> bytes | Diagnostic:
+    """The bytes of the regular file at ``path``, or why they cannot be had (not a regular
+    file, unreadable, larger than ``max_bytes``)."""
     # O_NONBLOCK: opening a FIFO named like a definition must not hang discovery.
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))

@@ -104,7 +104,7 @@ def _wall(argv: list[str]) -> float:
 def catalog_stages(quick: bool) -> Table:
     from agents_registry import Roots, candidate_files, load_registry, split_front_matter
     from agents_registry.definitions import build_definition
-    from agents_registry.registry import MAX_DEFINITION_BYTES, _read_bytes
+    from agents_registry.registry import MAX_DEFINITION_BYTES, read_bytes
     from claude_mcp_bridge.catalog import build_catalog
     from claude_mcp_bridge.config import Config
     from claude_mcp_bridge.tool_policy import tool_policy
@@ -116,14 +116,14 @@ def catalog_stages(quick: bool) -> Table:
         generate_definitions(ws, 2000, 500)
         roots = Roots(user_dir=ws.home / ".claude", project_dir=ws.project)
         candidates = candidate_files(roots)
-        raws = [_read_bytes(c.path.absolute(), MAX_DEFINITION_BYTES) for c in candidates]
+        raws = [read_bytes(c.path.absolute(), MAX_DEFINITION_BYTES) for c in candidates]
         texts = [raw.decode() for raw in raws if isinstance(raw, bytes)]
         split = [split_front_matter(text) for text in texts]
         registry = load_registry(roots)
         config = Config()
         stages: list[tuple[str, Callable[[], object]]] = [
             ("discovery: walk the folders", lambda: candidate_files(roots)),
-            ("read the files", lambda: [_read_bytes(c.path.absolute(), MAX_DEFINITION_BYTES)
+            ("read the files", lambda: [read_bytes(c.path.absolute(), MAX_DEFINITION_BYTES)
                                         for c in candidates]),
             ("sha256 of the files", lambda: [hashlib.sha256(r).hexdigest() for r in raws
                                              if isinstance(r, bytes)]),

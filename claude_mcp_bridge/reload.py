@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import stat
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 
-from agents_registry import MAX_DEFINITION_BYTES, FileState, Roots, candidate_files
+from agents_registry import FileState, Roots, candidate_files, read_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +82,8 @@ def _state(path: Path, now_ns: int) -> State | None:
 
 
 def _digest(path: Path) -> str:
-    try:  # O_NONBLOCK: a FIFO named like the watched file must not hang the poll
-        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                return UNREAD
-            return hashlib.sha256(file.read(MAX_DEFINITION_BYTES + 1)).hexdigest()
-    except OSError:
-        return UNREAD
+    raw = read_bytes(path)  # a FIFO or an unreadable file: no digest to compare
+    return hashlib.sha256(raw).hexdigest() if isinstance(raw, bytes) else UNREAD
 
 
 async def watch(
